@@ -1,0 +1,122 @@
+"""Synthetic ImageNet (ILSVRC-2012 classification) in ImageNet's own layout.
+
+    <root>/train/<wnid>/<wnid>_<n>.JPEG
+    <root>/val/ILSVRC2012_val_<8 digits>.JPEG
+    <root>/LOC_val_solution.csv      ImageId,PredictionString  ("<wnid> x0 y0 x1 y1")
+    <root>/LOC_synset_mapping.txt    "<wnid> <lemmas>", one line per class, in class-index order
+
+The classes are the real 1000 ILSVRC-2012 wnids (timm's list) and each image shows an object
+drawn with its class's WordNet look (embedded.render), so the hierarchy is in the pixels.
+"""
+
+import csv
+import functools
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from embedded import build_once, data_dir, run_parallel, wordnet
+from embedded.render import Look, look_of_path, object_image
+
+
+@dataclass(frozen=True)
+class Scale:
+    image_size: int
+    train_per_class: int
+    val_per_class: int
+
+
+SCALES = {
+    "tiny": Scale(image_size=32, train_per_class=4, val_per_class=2),
+    "default": Scale(image_size=64, train_per_class=40, val_per_class=10),
+}
+
+
+@functools.cache
+def timm_info_lines(name: str) -> tuple[str, ...]:
+    """A list that timm ships in timm/data/_info (ImageNet-1k, -21k, -22k wnids, lemmas).
+
+    Read from timm's install folder: importing timm would import torch and torchvision."""
+    (timm_dir,) = importlib.util.find_spec("timm").submodule_search_locations
+    return tuple((Path(timm_dir) / "data" / "_info" / name).read_text().splitlines())
+
+
+def imagenet1k_wnids() -> list[str]:
+    """The 1000 ILSVRC-2012 wnids in the standard (sorted) class-index order."""
+    return list(timm_info_lines("imagenet_synsets.txt"))
+
+
+def wnid_lemmas() -> dict[str, str]:
+    return dict(line.split("\t", 1) for line in timm_info_lines("imagenet_synset_to_lemma.txt"))
+
+
+def synset_of(wnid: str):
+    """The WordNet 3.0 noun synset a wnid names (``n01440764`` -> tench.n.01)."""
+    if len(wnid) != 9 or wnid[0] != "n" or not wnid[1:].isdigit():
+        raise ValueError(f"{wnid!r} is not a wnid (expected 'n' and 8 digits, like n01440764)")
+    return wordnet.load().synset_from_pos_and_offset("n", int(wnid[1:]))
+
+
+def hypernym_path(synset) -> list:
+    """Root-first path through each synset's first hypernym: one path per synset, stable."""
+    return synset.hypernym_paths()[0]
+
+
+def look_of(synset) -> Look:
+    return look_of_path([s.offset() for s in hypernym_path(synset)])
+
+
+def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) -> Path:
+    """The synthetic ImageNet of this scale and seed, generated on first use."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {sorted(SCALES)}")
+    target = data_dir() / "synthetic" / f"imagenet-{scale}-seed{seed}"
+    return build_once(target, lambda out: generate(out, SCALES[scale], seed, workers))
+
+
+def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
+    wnids = imagenet1k_wnids()
+    looks = [look_of(synset_of(wnid)) for wnid in wnids]
+    n_val = len(wnids) * scale.val_per_class
+    # Real validation files are not grouped by class; neither are ours.
+    val_numbers = np.random.default_rng([seed, 1]).permutation(n_val) + 1
+    (out / "val").mkdir(parents=True)
+    tasks = [
+        (out, scale, seed, index, wnid, look, val_numbers[index * scale.val_per_class :][: scale.val_per_class])
+        for index, (wnid, look) in enumerate(zip(wnids, looks))
+    ]
+    per_class = run_parallel(_write_class, tasks, "synthetic ImageNet classes", workers)
+    solution = sorted(row for rows in per_class for row in rows)
+    with open(out / "LOC_val_solution.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("ImageId", "PredictionString"), *solution])
+    lemmas = wnid_lemmas()
+    (out / "LOC_synset_mapping.txt").write_text("".join(f"{w} {lemmas[w]}\n" for w in wnids))
+    return {
+        "dataset": "imagenet",
+        "classes": len(wnids),
+        "train_images": len(wnids) * scale.train_per_class,
+        "val_images": n_val,
+        "image_size": scale.image_size,
+        "seed": seed,
+    }
+
+
+def _write_class(task) -> list[tuple[str, str]]:
+    out, scale, seed, index, wnid, look, val_numbers = task
+    rng = np.random.default_rng([seed, 0, index])
+    class_dir = out / "train" / wnid
+    class_dir.mkdir(parents=True)
+    for n in range(scale.train_per_class):
+        image, _ = object_image(look, scale.image_size, rng)
+        Image.fromarray(image).save(class_dir / f"{wnid}_{n}.JPEG", quality=90)
+    rows = []
+    for number in val_numbers:
+        image, box = object_image(look, scale.image_size, rng)
+        image_id = f"ILSVRC2012_val_{number:08d}"
+        Image.fromarray(image).save(out / "val" / f"{image_id}.JPEG", quality=90)
+        x0, y0, x1, y1 = box or (0, 0, scale.image_size - 1, scale.image_size - 1)
+        rows.append((image_id, f"{wnid} {x0} {y0} {x1} {y1}"))
+    return rows

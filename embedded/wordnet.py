@@ -1,0 +1,126 @@
+"""Princeton WordNet 3.0, the version ImageNet's wnids index, read through NLTK.
+
+Debian's ``wordnet-base`` ships the 3.0 database under /usr/share/wordnet. NLTK's reader also
+wants ``lexnames`` (the 45 lexicographer files, a fixed table of lexnames(5WN)) and
+``index.sense`` (sense key -> synset, which the data files determine), and NLTK >= 3.10 reads
+only from directories on ``nltk.data.path``. ``install`` lays the corpus out under the project's
+data directory; ``load`` returns the reader. Nothing is downloaded.
+
+    python -m embedded.wordnet      # install (set-up runs this); prints the corpus path
+"""
+
+import functools
+import shutil
+import warnings
+from pathlib import Path
+
+import nltk
+from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+from embedded import build_once, data_dir
+
+DEBIAN_WORDNET = Path("/usr/share/wordnet")
+DATABASE_FILES = tuple(
+    f"{kind}.{pos}" for kind in ("data", "index") for pos in ("noun", "verb", "adj", "adv")
+) + ("noun.exc", "verb.exc", "adj.exc", "adv.exc", "cntlist.rev")
+# lexnames(5WN): file number = position in this tuple.
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
+    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group "
+    "noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant "
+    "noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
+    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
+    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion "
+    "verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+SYNTACTIC_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+
+
+def nltk_data_dir() -> Path:
+    return data_dir() / "nltk_data"
+
+
+def corpus_dir() -> Path:
+    return nltk_data_dir() / "corpora" / "wordnet"
+
+
+def install(source: Path = DEBIAN_WORDNET) -> Path:
+    _allow_nltk_data_dir()
+    return build_once(corpus_dir(), lambda tmp: _lay_out(Path(source), tmp))
+
+
+@functools.cache
+def load() -> WordNetCorpusReader:
+    """The WordNet 3.0 reader, installing the corpus first if needed."""
+    return _reader(install())
+
+
+def _allow_nltk_data_dir() -> None:
+    if str(nltk_data_dir()) not in nltk.data.path:
+        nltk.data.path.insert(0, str(nltk_data_dir()))
+
+
+class _UnpublishedCorpusReader(WordNetCorpusReader):
+    """Reads a corpus before it is in place: the stock reader maps it against the corpus
+    already published under ``corpora/wordnet``, which is the one being built."""
+
+    def map_wn(self, version="wordnet"):
+        return None
+
+
+def _reader(path: Path, reader_class=WordNetCorpusReader) -> WordNetCorpusReader:
+    _allow_nltk_data_dir()
+    with warnings.catch_warnings():  # "multilingual functions are not available": we need none
+        warnings.simplefilter("ignore", UserWarning)
+        return reader_class(str(path), None)
+
+
+def _lay_out(source: Path, out: Path) -> dict:
+    missing = [name for name in DATABASE_FILES if not (source / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"WordNet 3.0 database files missing from {source}: {', '.join(missing)}. "
+            "Install Debian's package (as root): apt-get install --no-install-recommends "
+            "wordnet-base, or run ./setup.sh"
+        )
+    out.mkdir(parents=True)
+    for name in DATABASE_FILES:
+        shutil.copyfile(source / name, out / name)
+    (out / "lexnames").write_text(
+        "".join(
+            f"{number:02d}\t{name}\t{SYNTACTIC_CATEGORY[name.split('.')[0]]}\n"
+            for number, name in enumerate(LEXNAMES)
+        )
+    )
+    # The reader opens index.sense while it starts, so an empty one comes first; the real one is
+    # derived from what that reader parsed.
+    (out / "index.sense").write_text("")
+    reader = _reader(out, _UnpublishedCorpusReader)
+    (out / "index.sense").write_text(_index_sense(reader, out / "cntlist.rev"))
+    version = reader.get_version()
+    if version != "3.0":
+        raise ValueError(f"{source} holds WordNet {version}; ImageNet's wnids need WordNet 3.0")
+    return {"wordnet_version": version, "source": str(source)}
+
+
+def _index_sense(reader: WordNetCorpusReader, cntlist: Path) -> str:
+    """index.sense per wndb(5WN): ``sense_key synset_offset sense_number tag_cnt``, sorted by key."""
+    tag_counts = {}
+    for line in cntlist.read_text().splitlines():
+        key, _, count = line.split()
+        tag_counts[key] = int(count)
+    rows = []
+    for pos in "nvar":
+        for synset in reader.all_synsets(pos):
+            index_pos = "a" if synset.pos() == "s" else synset.pos()
+            for lemma in synset.lemmas():
+                senses = reader._lemma_pos_offset_map[lemma.name().lower()][index_pos]
+                key = lemma.key()
+                row = f"{key} {synset.offset():08d} {senses.index(synset.offset()) + 1}"
+                rows.append((key, f"{row} {tag_counts.get(key, 0)}\n"))
+    rows.sort()
+    return "".join(row for _, row in rows)
+
+
+if __name__ == "__main__":
+    print(install())
