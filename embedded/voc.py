@@ -20,12 +20,8 @@ from PIL import Image
 from embedded import build_once, data_dir, run_parallel
 from embedded.render import draw_object, mask_box, to_uint8
 from embedded.scenes import looks_under, scene_background, voc_annotation_xml
+from trainers.data import VOC_ACTIONS, VOC_CLASSES
 
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)  # fmt: skip
 # Whose looks the synthetic objects of each VOC class borrow (ImageNet-1k classes under these).
 VOC_CLASS_SYNSETS = {
     "aeroplane": ("airplane.n.01",),
@@ -49,10 +45,6 @@ VOC_CLASS_SYNSETS = {
     "train": ("train.n.01",),
     "tvmonitor": ("television.n.02", "monitor.n.05"),
 }
-VOC_ACTIONS = (
-    "jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse",
-    "running", "takingphoto", "usingcomputer", "walking",
-)  # fmt: skip
 # The object each action is seen with; the pose-only actions have none.
 ACTION_PROP_SYNSETS = {
     "phoning": ("cellular_telephone.n.01",),
