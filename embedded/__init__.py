@@ -8,6 +8,8 @@ for each other instead of racing.
 """
 
 import fcntl
+import functools
+import hashlib
 import json
 import multiprocessing
 import os
@@ -22,6 +24,25 @@ COMPLETE_MARKER = "BUILD_COMPLETE.json"
 
 def data_dir() -> Path:
     return Path(os.environ.get("TRANSFER_DATA_DIR", Path(__file__).resolve().parents[1] / "data"))
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of this package's code and lists: cached datasets are named by it, so a change
+    to a generator never serves data that the old code made."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.[pt][yx]*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
+def ensure_dataset(name: str, scales: dict, scale: str, seed: int, generate: Callable, workers=None) -> Path:
+    """The synthetic dataset ``name`` at this scale and seed, generated on first use by
+    ``generate(out_dir, scales[scale], seed, workers)``."""
+    if scale not in scales:
+        raise ValueError(f"unknown scale {scale!r} for {name}; choose one of {sorted(scales)}")
+    target = data_dir() / "synthetic" / f"{name}-{scale}-seed{seed}-{code_version()}"
+    return build_once(target, lambda out: generate(out, scales[scale], seed, workers))
 
 
 def is_built(path: Path) -> bool:

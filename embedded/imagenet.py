@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from embedded import build_once, data_dir, run_parallel, wordnet
+from embedded import ensure_dataset, run_parallel, wordnet
 from embedded.render import Look, look_of_path, object_image
 
 
@@ -71,10 +71,7 @@ def look_of(synset) -> Look:
 
 def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) -> Path:
     """The synthetic ImageNet of this scale and seed, generated on first use."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose one of {sorted(SCALES)}")
-    target = data_dir() / "synthetic" / f"imagenet-{scale}-seed{seed}"
-    return build_once(target, lambda out: generate(out, SCALES[scale], seed, workers))
+    return ensure_dataset("imagenet", SCALES, scale, seed, generate, workers)
 
 
 def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:

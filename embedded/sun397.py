@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from embedded import build_once, data_dir, imagenet, run_parallel
+from embedded import ensure_dataset, imagenet, run_parallel
 from embedded.render import Look, draw_object, random_look, to_uint8
 from embedded.scenes import scene_background
 
@@ -46,10 +46,7 @@ def scene_names() -> list[str]:
 
 
 def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) -> Path:
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose one of {sorted(SCALES)}")
-    target = data_dir() / "synthetic" / f"SUN397-{scale}-seed{seed}"
-    return build_once(target, lambda out: generate(out, SCALES[scale], seed, workers))
+    return ensure_dataset("SUN397", SCALES, scale, seed, generate, workers)
 
 
 def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:

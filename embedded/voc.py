@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from embedded import build_once, data_dir, run_parallel
+from embedded import ensure_dataset, run_parallel
 from embedded.render import draw_object, mask_box, to_uint8
 from embedded.scenes import looks_under, scene_background, voc_annotation_xml
 from trainers.data import VOC_ACTIONS, VOC_CLASSES
@@ -75,10 +75,7 @@ SCALES = {
 
 def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) -> Path:
     """A synthetic VOCdevkit (VOC2007 detection + VOC2012 action) of this scale and seed."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose one of {sorted(SCALES)}")
-    target = data_dir() / "synthetic" / f"VOCdevkit-{scale}-seed{seed}"
-    return build_once(target, lambda out: generate(out, SCALES[scale], seed, workers))
+    return ensure_dataset("VOCdevkit", SCALES, scale, seed, generate, workers)
 
 
 def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
