@@ -45,7 +45,10 @@ print(next(d for d in deps if re.split(r"[\[=<>!~ ]", d)[0] == sys.argv[1]))' "$
             "${pip[@]}" --no-build-isolation "$(pin mmcv)"
     fi
     "${pip[@]}" -e '.[test]'
-    "${pip[@]}" 'setuptools<70'  # the project's install must not pull a newer one back in
+    # torch asks for setuptools >= 77, which pip installs with the project; but mmengine's package
+    # lookups (mmdet:: configs) import pkg_resources at run time too, gone from setuptools >= 70.
+    "${pip[@]}" 'setuptools<70'
+
     echo "$fingerprint" >"$stamp"
 fi
 

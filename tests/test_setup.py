@@ -1,0 +1,69 @@
+"""What set-up promises: the packages, WordNet 3.0 through NLTK, mmcv's compiled ops on this
+machine's torch, and a cluster.yaml that Ray accepts."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from embedded import wordnet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("package", ["orchestrator", "trainers", "subsets", "embedded"])
+def test_top_level_packages_import(package):
+    assert Path(importlib.import_module(package).__file__).parent == ROOT / package
+
+
+def test_wordnet_3_0_reads_imagenet_wnids():
+    wn = wordnet.load()
+    assert wn.get_version() == "3.0"
+    assert str(wordnet.corpus_dir()).startswith(str(wordnet.nltk_data_dir()))
+    tench = wn.synset_from_pos_and_offset("n", 1440764)  # ImageNet's n01440764
+    assert tench.name() == "tench.n.01" and tench.lexname() == "noun.animal"
+    assert [s.name() for s in tench.hypernym_paths()[0][:3]] == ["entity.n.01", "physical_entity.n.01", "object.n.01"]
+    # index.sense, derived at set-up, answers sense keys both ways.
+    assert wn.lemma_from_key("dog%1:05:00::").synset().name() == "dog.n.01"
+    assert wn.lemma("dog.n.01.dog").key() == "dog%1:05:00::"
+    assert len(list(wn.all_synsets("n"))) == 82115  # WordNet 3.0's noun synsets
+
+
+def test_wordnet_install_without_the_debian_files_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="apt-get install --no-install-recommends wordnet-base"):
+        wordnet.install(source=tmp_path / "no-wordnet-here")
+
+
+def test_mmcv_ops_and_torchvision_ops_agree_on_cpu():
+    import mmcv.ops
+    import torchvision
+
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    _, kept = mmcv.ops.nms(boxes, scores, iou_threshold=0.5)
+    assert kept.tolist() == torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0, 2]
+    features = torch.arange(16.0).reshape(1, 1, 4, 4)
+    rois = torch.tensor([[0, 0, 0, 4, 4]], dtype=torch.float32)
+    expected = torchvision.ops.roi_align(features, rois, (2, 2), aligned=True)
+    assert torch.allclose(mmcv.ops.roi_align(features, rois, (2, 2), 1.0, 0, "avg", True), expected)
+
+
+def test_mmdet_registers_its_models():
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    register_all_modules()
+    assert MODELS.get("FasterRCNN") is not None
+
+
+def test_cluster_yaml_passes_rays_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))
+    config["available_node_types"]["gpu_worker"]["max_worker"] = 8  # a typo Ray must reject
+    with pytest.raises(Exception, match="max_worker"):
+        validate_config(prepare_config(config))
