@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import embedded
-from embedded import imagenet, sun397, voc
+from embedded import imagenet, sun397
 from trainers.data import (
     VOC_ACTIONS,
     VOC_CLASSES,
@@ -43,7 +43,7 @@ def test_imagenet_layout_is_ilsvrc2012(tiny_imagenet):
     with open(tiny_imagenet / "LOC_val_solution.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["ImageId", "PredictionString"] and len(rows) == len(val) + 1
-    for image_id, prediction in rows[1:]:
+    for _, prediction in rows[1:]:
         wnid, *box = prediction.split()
         assert wnid in wnids and len(box) == 4 and all(0 <= int(v) < scale.image_size for v in box)
     mapping = (tiny_imagenet / "LOC_synset_mapping.txt").read_text().splitlines()
