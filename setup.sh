@@ -12,13 +12,14 @@ command -v "$python" >/dev/null || python=python3
     exit 1
 }
 
-# WordNet 3.0 database files, from Debian's package.
-if [ ! -f /usr/share/wordnet/data.noun ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+# WordNet 3.0 database files, from Debian's package (WORDNET_DIR: where another install put them).
+export WORDNET_DIR=${WORDNET_DIR:-/usr/share/wordnet}
+if [ ! -f "$WORDNET_DIR/data.noun" ]; then
+    if [ "$(id -u)" = 0 ] && [ "$WORDNET_DIR" = /usr/share/wordnet ] && command -v apt-get >/dev/null; then
         apt-get install -y --no-install-recommends wordnet-base ||
             { apt-get update && apt-get install -y --no-install-recommends wordnet-base; }
     else
-        echo "setup.sh: WordNet 3.0 is missing. Run as root:" >&2
+        echo "setup.sh: WordNet 3.0 is missing ($WORDNET_DIR/data.noun). Run as root:" >&2
         echo "    apt-get install --no-install-recommends wordnet-base" >&2
         echo "then run setup.sh again." >&2
         exit 1

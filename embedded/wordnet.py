@@ -10,6 +10,7 @@ data directory; ``load`` returns the reader. Nothing is downloaded.
 """
 
 import functools
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -19,7 +20,7 @@ from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
 from embedded import build_once, data_dir
 
-DEBIAN_WORDNET = Path("/usr/share/wordnet")
+DEBIAN_WORDNET = Path(os.environ.get("WORDNET_DIR", "/usr/share/wordnet"))
 DATABASE_FILES = tuple(
     f"{kind}.{pos}" for kind in ("data", "index") for pos in ("noun", "verb", "adj", "adv")
 ) + ("noun.exc", "verb.exc", "adj.exc", "adv.exc", "cntlist.rev")

@@ -2,6 +2,8 @@
 machine's torch, and a cluster.yaml that Ray accepts."""
 
 import importlib
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,16 @@ def test_cluster_yaml_passes_rays_validation():
     config["available_node_types"]["gpu_worker"]["max_worker"] = 8  # a typo Ray must reject
     with pytest.raises(Exception, match="max_worker"):
         validate_config(prepare_config(config))
+
+
+def test_setup_without_wordnet_and_without_root_says_what_to_run(tmp_path):
+    """Not root, so no apt-get: set-up stops before touching anything and prints the command."""
+    result = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", str(ROOT / "setup.sh")],
+        env={"PATH": os.environ["PATH"], "WORDNET_DIR": str(tmp_path / "missing"), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "apt-get install --no-install-recommends wordnet-base" in result.stderr
+    assert "then run setup.sh again" in result.stderr
