@@ -12,10 +12,12 @@ drawn with its class's WordNet look (embedded.render), so the hierarchy is in th
 import csv
 import functools
 import importlib.util
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from nltk.corpus.reader.wordnet import WordNetError
 from PIL import Image
 
 from embedded import ensure_dataset, run_parallel, wordnet
@@ -57,7 +59,18 @@ def synset_of(wnid: str):
     """The WordNet 3.0 noun synset a wnid names (``n01440764`` -> tench.n.01)."""
     if len(wnid) != 9 or wnid[0] != "n" or not wnid[1:].isdigit():
         raise ValueError(f"{wnid!r} is not a wnid (expected 'n' and 8 digits, like n01440764)")
-    return wordnet.load().synset_from_pos_and_offset("n", int(wnid[1:]))
+    with warnings.catch_warnings():  # NLTK warns, then returns None, for an offset it lacks
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            synset = wordnet.load().synset_from_pos_and_offset("n", int(wnid[1:]))
+        except WordNetError:
+            synset = None
+    if synset is None:
+        raise ValueError(
+            f"{wnid} names no WordNet 3.0 noun synset; ImageNet's wnids are WordNet 3.0 offsets. "
+            "Check the class list or folder name."
+        )
+    return synset
 
 
 def hypernym_path(synset) -> list:

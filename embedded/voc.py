@@ -20,31 +20,9 @@ from PIL import Image
 from embedded import ensure_dataset, run_parallel
 from embedded.render import draw_object, mask_box, to_uint8
 from embedded.scenes import looks_under, scene_background, voc_annotation_xml
+from subsets.labels import PASCAL_CLASS_SYNSETS
 from trainers.data import VOC_ACTIONS, VOC_CLASSES
 
-# Whose looks the synthetic objects of each VOC class borrow (ImageNet-1k classes under these).
-VOC_CLASS_SYNSETS = {
-    "aeroplane": ("airplane.n.01",),
-    "bicycle": ("bicycle.n.01",),
-    "bird": ("bird.n.01",),
-    "boat": ("boat.n.01",),
-    "bottle": ("bottle.n.01",),
-    "bus": ("bus.n.01",),
-    "car": ("car.n.01",),
-    "cat": ("cat.n.01",),
-    "chair": ("chair.n.01",),
-    "cow": ("cattle.n.01",),
-    "diningtable": ("dining_table.n.01",),
-    "dog": ("dog.n.01",),
-    "horse": ("horse.n.01",),
-    "motorbike": ("motorcycle.n.01",),
-    "person": ("person.n.01",),
-    "pottedplant": ("pot.n.04",),
-    "sheep": ("sheep.n.01",),
-    "sofa": ("sofa.n.01",),
-    "train": ("train.n.01",),
-    "tvmonitor": ("television.n.02", "monitor.n.05"),
-}
 # The object each action is seen with; the pose-only actions have none.
 ACTION_PROP_SYNSETS = {
     "phoning": ("cellular_telephone.n.01",),
@@ -110,7 +88,8 @@ def _write_image_sets(folder: Path, splits: dict[str, list[str]], names, rows_of
 
 def _generate_detection(year_dir: Path, scale: Scale, seed: int, workers) -> dict:
     _make_dirs(year_dir, "Main")
-    looks = [looks_under(VOC_CLASS_SYNSETS[name]) for name in VOC_CLASSES]
+    # Each class borrows the looks of the ImageNet-1k classes under the synset it names.
+    looks = [looks_under([PASCAL_CLASS_SYNSETS[name]]) for name in VOC_CLASSES]
     ids = [f"{n:06d}" for n in range(1, scale.detection_trainval + scale.detection_test + 1)]
     tasks = [(year_dir, image_id, scale, seed, looks) for image_id in ids]
     objects = dict(zip(ids, run_parallel(_write_detection_image, tasks, "synthetic VOC2007", workers)))
@@ -169,7 +148,7 @@ def _write_detection_image(task) -> list[dict]:
 
 def _generate_action(year_dir: Path, scale: Scale, seed: int, workers) -> dict:
     _make_dirs(year_dir, "Action")
-    person_looks = looks_under(VOC_CLASS_SYNSETS["person"])
+    person_looks = looks_under([PASCAL_CLASS_SYNSETS["person"]])
     prop_looks = {action: looks_under(names) for action, names in ACTION_PROP_SYNSETS.items()}
     ids = [f"2012_{n:06d}" for n in range(1, scale.action_train + scale.action_val + 1)]
     tasks = [(year_dir, image_id, scale, seed, person_looks, prop_looks) for image_id in ids]

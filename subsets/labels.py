@@ -1,0 +1,285 @@
+"""Label sets: which ImageNet classes a pretraining sees, and under which labels.
+
+A label set maps each kept class (wnid) to its label (a wnid: the class itself, or the WordNet
+ancestor it was merged into); dropped classes are absent. Every set has a name the CLI and the
+grids use:
+
+  fine                    every class under its own label
+  down_up_<N>             bottom-up merge (paper Sec 5.1): labels at the deepest depth move to
+                          their first parent, one depth at a time; each step that changes the
+                          count is a set. On ImageNet-1k: 1000, 999, 977, 918, 877, 820, 753, 694,
+                          596, 486, 345, 206, 79, 36, 17, 9, 5, 2, 1
+  up_down_<N>             top-down merge: every label moves to its first parent, and a parent
+                          that lies on another's first-parent chain is absorbed by the highest
+                          such; repeated. On ImageNet-1k: 127, 10, 2, 1
+  pascal_removed          every class under the synset of one of the 20 PASCAL VOC classes (any
+                          hypernym path) dropped: 229 go, 771 stay
+  random_<N>              N classes drawn at random (seeded)
+  split_random_a / _b     two disjoint halves drawn at random (seeded)
+  split_min_a / _b        two halves that share the least WordNet ancestry: the classes in
+                          depth-first order of the first-parent tree, cut in the middle
+  extra_<N>               every class plus N classes from ImageNet-21k outside them (seeded;
+                          see ``extra_classes``)
+
+"First parent" and "depth" follow the rule in subsets/wordnet.py, which reproduces the paper's
+published counts.
+"""
+
+import difflib
+import functools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from nltk.corpus.reader.wordnet import Synset
+
+from subsets.wordnet import (
+    ancestors,
+    class_list,
+    depth,
+    first_parent,
+    first_parent_chain,
+    is_under,
+    label_name,
+    synset_named,
+    synset_of,
+    wnid_of,
+)
+
+# The synset each PASCAL VOC class names; with these, pascal_removed drops exactly the 229
+# ImageNet-1k classes the paper reports.
+PASCAL_CLASS_SYNSETS = {
+    "aeroplane": "airplane.n.01",
+    "bicycle": "bicycle.n.01",
+    "bird": "bird.n.01",
+    "boat": "boat.n.01",
+    "bottle": "bottle.n.01",
+    "bus": "bus.n.01",
+    "car": "car.n.01",
+    "cat": "cat.n.01",
+    "chair": "chair.n.01",
+    "cow": "cattle.n.01",
+    "diningtable": "dining_table.n.01",
+    "dog": "dog.n.01",
+    "horse": "horse.n.01",
+    "motorbike": "motorcycle.n.01",
+    "person": "person.n.01",
+    "pottedplant": "pot.n.04",
+    "sheep": "sheep.n.01",
+    "sofa": "sofa.n.01",
+    "train": "train.n.01",
+    "tvmonitor": "television.n.02",
+}
+
+
+class UnknownLabelSetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    name: str
+    labels: dict  # kept class wnid -> label wnid, in the class list's order
+
+    def __post_init__(self):
+        if not self.labels:
+            raise ValueError(f"label set {self.name!r} keeps no class")
+
+    @functools.cached_property
+    def label_wnids(self) -> list[str]:
+        """The labels in index order (sorted wnids, as ImageNet orders its classes)."""
+        return sorted(set(self.labels.values()))
+
+    @functools.cached_property
+    def label_index(self) -> dict[str, int]:
+        return {wnid: index for index, wnid in enumerate(self.label_wnids)}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_wnids)
+
+    def members(self) -> dict[str, list[str]]:
+        """Label wnid -> the classes merged into it."""
+        groups = {label: [] for label in self.label_wnids}
+        for wnid, label in self.labels.items():
+            groups[label].append(wnid)
+        return groups
+
+    def rows(self) -> list[dict]:
+        """One row per kept class: ``wnid, label_wnid, label_name`` (the CSV export)."""
+        return [
+            {"wnid": wnid, "label_wnid": label, "label_name": label_name(synset_of(label))}
+            for wnid, label in self.labels.items()
+        ]
+
+
+def _from_synsets(name: str, labels: dict[str, Synset]) -> LabelSet:
+    return LabelSet(name, {wnid: wnid_of(synset) for wnid, synset in labels.items()})
+
+
+def fine(wnids: list[str]) -> LabelSet:
+    return LabelSet("fine", {w: w for w in wnids})
+
+
+def down_up_chain(wnids: list[str]) -> list[LabelSet]:
+    labels = {w: synset_of(w) for w in wnids}
+    chain = [_from_synsets(f"down_up_{len(set(labels.values()))}", labels)]
+    while True:
+        current = set(labels.values())
+        deepest = max(depth(s) for s in current)
+        if deepest == 0:
+            return chain
+        moved = {s: first_parent(s) if depth(s) == deepest else s for s in current}
+        labels = {w: moved[s] for w, s in labels.items()}
+        count = len(set(labels.values()))
+        if count != chain[-1].num_labels:
+            chain.append(_from_synsets(f"down_up_{count}", labels))
+
+
+def up_down_chain(wnids: list[str]) -> list[LabelSet]:
+    labels = {w: synset_of(w) for w in wnids}
+    chain = []
+    while len(set(labels.values())) > 1:
+        parent_of = {s: first_parent(s) or s for s in set(labels.values())}
+        parents = set(parent_of.values())
+        highest = {}
+        for parent in parents:
+            above = [p for p in first_parent_chain(parent) if p in parents]
+            highest[parent] = above[-1] if above else parent
+        labels = {w: highest[parent_of[s]] for w, s in labels.items()}
+        chain.append(_from_synsets(f"up_down_{len(set(labels.values()))}", labels))
+    return chain
+
+
+def pascal_removed_classes(wnids: list[str]) -> dict[str, list[str]]:
+    """PASCAL class -> the classes under its synset (a class can fall under several)."""
+    return {
+        pascal: [w for w in wnids if is_under(synset_of(w), synset_named(synset_name))]
+        for pascal, synset_name in PASCAL_CLASS_SYNSETS.items()
+    }
+
+
+def pascal_removed(wnids: list[str]) -> LabelSet:
+    removed = {w for group in pascal_removed_classes(wnids).values() for w in group}
+    return LabelSet("pascal_removed", {w: w for w in wnids if w not in removed})
+
+
+def random_classes(wnids: list[str], count: int, seed: int) -> LabelSet:
+    if not 1 <= count <= len(wnids):
+        raise ValueError(f"random_{count}: choose between 1 and {len(wnids)} classes")
+    chosen = set(np.random.default_rng(seed).choice(wnids, count, replace=False).tolist())
+    return LabelSet(f"random_{count}", {w: w for w in wnids if w in chosen})
+
+
+def random_halves(wnids: list[str], seed: int) -> tuple[LabelSet, LabelSet]:
+    order = np.random.default_rng(seed).permutation(len(wnids))
+    first = {wnids[i] for i in order[: len(wnids) // 2]}
+    return (
+        LabelSet("split_random_a", {w: w for w in wnids if w in first}),
+        LabelSet("split_random_b", {w: w for w in wnids if w not in first}),
+    )
+
+
+def min_shared_ancestry_halves(wnids: list[str]) -> tuple[LabelSet, LabelSet]:
+    """Classes in depth-first order of the first-parent tree, cut in the middle: whole subtrees
+    fall on one side, so the halves share only the ancestors above the cut."""
+
+    def tree_position(wnid):
+        synset = synset_of(wnid)
+        return tuple(s.name() for s in reversed((synset, *first_parent_chain(synset))))
+
+    ordered = sorted(wnids, key=tree_position)
+    first = set(ordered[: len(wnids) // 2])
+    return (
+        LabelSet("split_min_a", {w: w for w in wnids if w in first}),
+        LabelSet("split_min_b", {w: w for w in wnids if w not in first}),
+    )
+
+
+def shared_ancestors(a: LabelSet, b: LabelSet) -> set[Synset]:
+    """The synsets above classes of both sets (any hypernym path)."""
+    above = lambda s: set().union(*(ancestors(synset_of(w)) for w in s.labels))  # noqa: E731
+    return above(a) & above(b)
+
+
+def extra_classes(
+    wnids: list[str],
+    count: int,
+    seed: int,
+    pool: str = "imagenet21k",
+    include_under: tuple[str, ...] = (),
+    exclude_under: tuple[str, ...] = (),
+) -> LabelSet:
+    """Every class of ``wnids`` plus ``count`` classes drawn (seeded) from ``pool``.
+
+    Candidates are pool classes that are neither one of ``wnids``, nor above or below one of
+    them in WordNet (those would repeat the same objects). ``include_under`` keeps only
+    candidates under one of these synsets (names like ``dog.n.01``); ``exclude_under`` drops the
+    candidates under any of them."""
+    base = {synset_of(w) for w in wnids}
+    above_base = set().union(*(ancestors(s) for s in base))
+    include = [synset_named(name) for name in include_under]
+    exclude = [synset_named(name) for name in exclude_under]
+    candidates = []
+    for wnid in class_list(pool):
+        synset = synset_of(wnid)
+        if synset in base or synset in above_base or ancestors(synset) & base:
+            continue
+        if include and not any(is_under(synset, s) for s in include):
+            continue
+        if any(is_under(synset, s) for s in exclude):
+            continue
+        candidates.append(wnid)
+    if not 1 <= count <= len(candidates):
+        raise ValueError(f"extra_{count}: {len(candidates)} candidate classes in {pool} fit the filters")
+    chosen = sorted(np.random.default_rng(seed).choice(candidates, count, replace=False).tolist())
+    return LabelSet(f"extra_{count}", {w: w for w in [*wnids, *chosen]})
+
+
+# Names --------------------------------------------------------------------------------------
+
+NAME_PATTERNS = (
+    "fine", "down_up_<N>", "up_down_<N>", "pascal_removed", "random_<N>",
+    "split_random_a", "split_random_b", "split_min_a", "split_min_b", "extra_<N>",
+)  # fmt: skip
+
+
+def _pick_from_chain(name: str, chain: list[LabelSet]) -> LabelSet:
+    for label_set in chain:
+        if label_set.name == name:
+            return label_set
+    method = name.rsplit("_", 1)[0]
+    counts = ", ".join(str(s.num_labels) for s in chain)
+    raise UnknownLabelSetError(f"{method} has no step named {name!r}; its steps have {counts} classes")
+
+
+def check_name(name: str) -> None:
+    """Raises UnknownLabelSetError, with the nearest valid names, unless ``name`` is one."""
+    patterns = [re.escape(p).replace("<N>", r"\d+") for p in NAME_PATTERNS]
+    if any(re.fullmatch(pattern, name) for pattern in patterns):
+        return
+    close = difflib.get_close_matches(name, [p.replace("<N>", "") for p in NAME_PATTERNS], n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownLabelSetError(f"unknown label set {name!r}.{hint} Label sets: {', '.join(NAME_PATTERNS)}")
+
+
+def label_set(name: str, wnids: list[str], seed: int = 0, **extra_options) -> LabelSet:
+    """The label set called ``name`` over the classes ``wnids`` (see the module docstring)."""
+    check_name(name)
+    if not wnids:
+        raise ValueError("the class list is empty")
+    for wnid in wnids:
+        synset_of(wnid)  # names an unknown class before anything is built on it
+    if name.startswith("down_up_"):
+        return _pick_from_chain(name, down_up_chain(wnids))
+    if name.startswith("up_down_"):
+        return _pick_from_chain(name, up_down_chain(wnids))
+    if name.startswith("split_random_"):
+        return random_halves(wnids, seed)[name.endswith("_b")]
+    if name.startswith("split_min_"):
+        return min_shared_ancestry_halves(wnids)[name.endswith("_b")]
+    if name.startswith("random_"):
+        return random_classes(wnids, int(name.rsplit("_", 1)[1]), seed)
+    if name.startswith("extra_"):
+        return extra_classes(wnids, int(name.rsplit("_", 1)[1]), seed, **extra_options)
+    return {"fine": fine, "pascal_removed": pascal_removed}[name](wnids)

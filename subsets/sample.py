@@ -1,0 +1,89 @@
+"""Which images of the kept classes a pretraining sees.
+
+Every image gets a rank key: a keyed hash of its path (the key is the seed). Within a class, or
+within a merged label, images are taken in key order, so a selection is deterministic, does not
+depend on which other images are listed, and is nested: the 250 images per class of a seed are
+among its 500.
+"""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from subsets.labels import LabelSet
+
+
+class SamplingError(ValueError):
+    pass
+
+
+def rank_keys(paths: list[str] | np.ndarray, seed: int) -> np.ndarray:
+    if not 0 <= seed < 10**16:
+        raise SamplingError(f"seed must be between 0 and 10**16, not {seed}")
+    return pd.util.hash_array(np.asarray(paths, dtype=object), hash_key=f"{seed:016d}", categorize=False)
+
+
+def relabel(listing: pa.Table, label_set: LabelSet) -> pd.DataFrame:
+    """The listed images (``path``, ``wnid``) of the label set's classes, with their labels."""
+    frame = listing.select(["path", "wnid"]).to_pandas()
+    frame = frame[frame["wnid"].isin(label_set.labels.keys())].copy()
+    frame["label_wnid"] = frame["wnid"].map(label_set.labels)
+    frame["label"] = frame["label_wnid"].map(label_set.label_index).astype("int32")
+    return frame
+
+
+def select(
+    listing: pa.Table,
+    label_set: LabelSet,
+    seed: int,
+    images_per_class: int | None = None,
+    budget: int | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """The training images of a subset, and facts about the selection.
+
+    ``images_per_class``: that many images of every kept class (all of them when neither limit
+    is given). ``budget``: that many images in all, spread equally over the label set's labels;
+    a label holding fewer images than its share gives what it has, and the shortfall is reported.
+    """
+    if images_per_class is not None and budget is not None:
+        raise SamplingError("give images_per_class or budget, not both")
+    for name, value in (("images_per_class", images_per_class), ("budget", budget)):
+        if value is not None and value < 1:
+            raise SamplingError(f"{name} must be at least 1, not {value}")
+    frame = relabel(listing, label_set)
+    counts = frame["wnid"].value_counts()
+    absent = [w for w in label_set.labels if w not in counts.index]
+    if absent:
+        raise SamplingError(
+            f"{len(absent)} class(es) of label set {label_set.name!r} have no images in the data: "
+            f"{', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''}. Use data that holds them, "
+            "or another label set."
+        )
+    frame["key"] = rank_keys(frame["path"].to_numpy(), seed)
+    facts = {"shortfall": 0}
+    if images_per_class is not None:
+        smallest = counts.sort_values().head(3)
+        if smallest.iloc[0] < images_per_class:
+            held = ", ".join(f"{w} holds {n}" for w, n in smallest.items() if n < images_per_class)
+            raise SamplingError(
+                f"images_per_class={images_per_class} asks more than some classes hold ({held}). "
+                f"Use images_per_class <= {smallest.iloc[0]}, or a budget, or all images."
+            )
+        frame = _first_in_key_order(frame, "wnid", images_per_class)
+    elif budget is not None:
+        labels = label_set.num_labels
+        share = np.full(labels, budget // labels)
+        share[: budget % labels] += 1  # the remainder goes to the first labels in index order
+        held = frame["label"].value_counts().reindex(range(labels), fill_value=0).to_numpy()
+        frame = _first_in_key_order(frame, "label", share)
+        facts = {"shortfall": int(np.maximum(share - held, 0).sum()), "budget": budget}
+    return frame.sort_values("path", ignore_index=True).drop(columns="key"), facts
+
+
+def _first_in_key_order(frame: pd.DataFrame, group: str, quota) -> pd.DataFrame:
+    """The first ``quota`` rows of each group in key order (``quota``: a number, or an array
+    indexed by the group's integer value)."""
+    ordered = frame.sort_values([group, "key"], kind="stable")
+    rank = ordered.groupby(group, sort=False).cumcount().to_numpy()
+    limit = quota if np.isscalar(quota) else np.asarray(quota)[ordered[group].to_numpy()]
+    return ordered[rank < limit]
