@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -82,18 +83,19 @@ def make_manifest(spec: SubsetSpec, labels: LabelSet, train: pa.Table, val: pa.T
     """The manifest and label tables of a subset from listings of its data (``path``, ``wnid``)."""
     chosen, facts = select(train, labels, spec.seed, spec.images_per_class, spec.budget)
     validation = relabel(val, labels)
-    names = {wnid: label_name(synset_of(wnid)) for wnid in labels.label_wnids}
+    names = [label_name(synset_of(wnid)) for wnid in labels.label_wnids]
+    frames = [
+        frame.assign(split=split, label_name=np.array(names, dtype=object)[frame["label"].to_numpy()])
+        for split, frame in (("train", chosen), ("val", validation))
+    ]
     columns = ["split", "path", "wnid", "label", "label_wnid", "label_name"]
-    frames = []
-    for split, frame in (("train", chosen), ("val", validation.sort_values("path", ignore_index=True))):
-        frames.append(frame.assign(split=split, label_name=frame["label_wnid"].map(names))[columns])
-    manifest = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+    manifest = pa.Table.from_pandas(pd.concat(frames, ignore_index=True)[columns], preserve_index=False)
     train_images = chosen["label"].value_counts()
     members = labels.members()
     label_table = pa.table({
         "label": pa.array(range(labels.num_labels), pa.int32()),
         "label_wnid": labels.label_wnids,
-        "label_name": [names[w] for w in labels.label_wnids],
+        "label_name": names,
         "classes": [members[w] for w in labels.label_wnids],
         "train_images": [int(train_images.get(i, 0)) for i in range(labels.num_labels)],
     })  # fmt: skip

@@ -9,6 +9,7 @@ among its 500.
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from subsets.labels import LabelSet
 
@@ -24,12 +25,21 @@ def rank_keys(paths: list[str] | np.ndarray, seed: int) -> np.ndarray:
 
 
 def relabel(listing: pa.Table, label_set: LabelSet) -> pd.DataFrame:
-    """The listed images (``path``, ``wnid``) of the label set's classes, with their labels."""
-    frame = listing.select(["path", "wnid"]).to_pandas()
-    frame = frame[frame["wnid"].isin(label_set.labels.keys())].copy()
-    frame["label_wnid"] = frame["wnid"].map(label_set.labels)
-    frame["label"] = frame["label_wnid"].map(label_set.label_index).astype("int32")
-    return frame
+    """The listed images (``path``, ``wnid``) of the label set's classes with ``label`` (index)
+    and ``label_wnid``; wnids are categorical, so that 1.28M rows relabel in a blink."""
+    encoded = pc.dictionary_encode(listing["wnid"]).combine_chunks()
+    classes = encoded.dictionary.to_pylist()
+    index, labels = label_set.label_index, label_set.labels
+    label_of_class = np.array([index[labels[w]] if w in labels else -1 for w in classes], dtype=np.int32)
+    codes = encoded.indices.to_numpy()
+    label = label_of_class[codes]
+    keep = label >= 0
+    return pd.DataFrame({
+        "path": listing["path"].filter(pa.array(keep)).to_pandas(),
+        "wnid": pd.Categorical.from_codes(codes[keep], classes),
+        "label": label[keep],
+        "label_wnid": pd.Categorical.from_codes(label[keep], label_set.label_wnids),
+    })  # fmt: skip
 
 
 def select(
@@ -69,21 +79,23 @@ def select(
                 f"images_per_class={images_per_class} asks more than some classes hold ({held}). "
                 f"Use images_per_class <= {smallest.iloc[0]}, or a budget, or all images."
             )
-        frame = _first_in_key_order(frame, "wnid", images_per_class)
+        frame = _first_in_key_order(frame, frame["wnid"].cat.codes.to_numpy(), images_per_class)
     elif budget is not None:
         labels = label_set.num_labels
         share = np.full(labels, budget // labels)
         share[: budget % labels] += 1  # the remainder goes to the first labels in index order
         held = frame["label"].value_counts().reindex(range(labels), fill_value=0).to_numpy()
-        frame = _first_in_key_order(frame, "label", share)
+        frame = _first_in_key_order(frame, frame["label"].to_numpy(), share)
         facts = {"shortfall": int(np.maximum(share - held, 0).sum()), "budget": budget}
-    return frame.sort_values("path", ignore_index=True).drop(columns="key"), facts
+    return frame.drop(columns="key").reset_index(drop=True), facts
 
 
-def _first_in_key_order(frame: pd.DataFrame, group: str, quota) -> pd.DataFrame:
-    """The first ``quota`` rows of each group in key order (``quota``: a number, or an array
-    indexed by the group's integer value)."""
-    ordered = frame.sort_values([group, "key"], kind="stable")
-    rank = ordered.groupby(group, sort=False).cumcount().to_numpy()
-    limit = quota if np.isscalar(quota) else np.asarray(quota)[ordered[group].to_numpy()]
-    return ordered[rank < limit]
+def _first_in_key_order(frame: pd.DataFrame, groups: np.ndarray, quota) -> pd.DataFrame:
+    """The first ``quota`` rows of each group in key order, ordered by (group, key). ``groups``:
+    an integer per row; ``quota``: a number, or an array indexed by group."""
+    order = np.lexsort((frame["key"].to_numpy(), groups))
+    grouped = groups[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    limit = quota if np.isscalar(quota) else np.asarray(quota)[grouped]
+    return frame.iloc[order[rank < limit]]

@@ -2,6 +2,7 @@
 reader (duckdb)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from embedded import data_dir
 from subsets import labels
 from subsets.manifest import SubsetSpec, build, make_manifest
 from subsets.sample import SamplingError, relabel, select
@@ -139,15 +141,25 @@ def test_unknown_label_set_fails_before_any_data_is_touched():
         SubsetSpec("pascal_remove", source="/nowhere")
 
 
-def test_cli_build_and_describe(tiny_imagenet):
-    common = ["--images-per-class", "2", "--data", "embedded:tiny"]
-    built = subprocess.run([sys.executable, "-m", "subsets", "build", "down_up_9", *common], capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr
-    assert built.stdout.strip().endswith("manifest.parquet")
-    described = subprocess.run([sys.executable, "-m", "subsets", "describe", "down_up_9", *common], capture_output=True, text=True)
-    assert "label set down_up_9: 9 labels over 1000 classes" in described.stdout
-    assert "images: 2000 train, 2000 val" in described.stdout
-    assert "largest merged groups:" in described.stdout and "classes -> " in described.stdout
-    too_many = subprocess.run([sys.executable, "-m", "subsets", "build", "fine", "--images-per-class", "99", "--data", "embedded:tiny"],
-                              capture_output=True, text=True)
-    assert too_many.returncode == 1 and "holds 4" in too_many.stderr
+def cli(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "subsets", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_cli_builds_one_subset_once_from_two_processes_and_describes_it(tiny_imagenet):
+    spec = SubsetSpec("down_up_9", images_per_class=2, seed=11, source="embedded:tiny")
+    shutil.rmtree(data_dir() / "subsets" / spec.content_hash(), ignore_errors=True)
+    args = ["down_up_9", "--images-per-class", "2", "--seed", "11", "--data", "embedded:tiny"]
+    builders = [cli("build", *args) for _ in range(2)]
+    outputs = [builder.communicate(timeout=300) for builder in builders]
+    assert [b.returncode for b in builders] == [0, 0], outputs
+    manifest = data_dir() / "subsets" / spec.content_hash() / "manifest.parquet"
+    assert [out.strip() for out, _ in outputs] == [str(manifest)] * 2
+    assert duckdb.sql(f"select count(*) from '{manifest}'").fetchall() == [(4000,)]
+    assert not list((data_dir() / "subsets").glob(f".{spec.content_hash()}.partial-*"))
+    described, _ = cli("describe", *args).communicate(timeout=300)
+    assert "label set down_up_9: 9 labels over 1000 classes" in described
+    assert "images: 2000 train, 2000 val" in described
+    assert "largest merged groups:" in described and "classes -> " in described
+    too_many = cli("build", "fine", "--images-per-class", "99", "--data", "embedded:tiny")
+    _, error = too_many.communicate(timeout=300)
+    assert too_many.returncode == 1 and "holds 4" in error
