@@ -74,8 +74,9 @@ def synset_of(wnid: str):
 
 
 def hypernym_path(synset) -> list:
-    """Root-first path through each synset's first hypernym: one path per synset, stable."""
-    return synset.hypernym_paths()[0]
+    """Root-first path through each synset's first parent (``wordnet.first_parent``): one path
+    per synset, the same in every process."""
+    return [*reversed(wordnet.first_parent_chain(synset)), synset]
 
 
 def look_of(synset) -> Look:

@@ -1,7 +1,7 @@
 """Drawing objects whose looks follow the WordNet hierarchy.
 
 Every synset owns a random trait vector, seeded by its WordNet offset. A class looks like the
-normalised sum of the vectors along its hypernym path (the class's own vector counts double), so
+normalised sum of the vectors along its chain of first parents (the class's own vector counts double), so
 classes that share most of their ancestors look alike, and a coarse label (a shared ancestor)
 leaves its trace on every image under it. A vector is read as: object colour and its secondary
 colour, shape family, texture kind, texture frequency and angle, size, aspect ratio, and a

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 import nltk
-from nltk.corpus.reader.wordnet import WordNetCorpusReader
+from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
 
 from embedded import build_once, data_dir
 
@@ -54,6 +54,25 @@ def install(source: Path = DEBIAN_WORDNET) -> Path:
 def load() -> WordNetCorpusReader:
     """The WordNet 3.0 reader, installing the corpus first if needed."""
     return _reader(install())
+
+
+@functools.cache
+def first_parent(synset: Synset) -> Synset | None:
+    """The alphabetically first of a synset's hypernyms and instance hypernyms.
+
+    NLTK keeps a synset's pointers in a set, so ``hypernyms()`` comes in an order that changes
+    with Python's string hashing from one process to the next; "the first hypernym" needs a
+    rule. This one is stable, and it is the one that reproduces the paper's label sets, computed
+    with a 2016 NLTK that sorted related synsets by name (subsets/wordnet.py)."""
+    parents = synset.hypernyms() + synset.instance_hypernyms()
+    return min(parents, key=Synset.name) if parents else None
+
+
+@functools.cache
+def first_parent_chain(synset: Synset) -> tuple[Synset, ...]:
+    """The synset's first parent, its first parent, ... up to entity.n.01."""
+    parent = first_parent(synset)
+    return () if parent is None else (parent, *first_parent_chain(parent))
 
 
 def _allow_nltk_data_dir() -> None:

@@ -2,6 +2,7 @@
 
     python -m subsets label-sets [--classes imagenet1k]
     python -m subsets export <label set> --out FILE.csv [--classes imagenet1k] [--seed 0]
+    python -m subsets export extra_500 --out FILE.csv --extra-exclude-under animal.n.01
     python -m subsets build <label set> [--images-per-class N | --budget N] [--seed 0] [--data PATH]
     python -m subsets describe <label set> [same options as build]
 
@@ -38,8 +39,8 @@ def print_label_sets(wnids: list[str], seed: int) -> None:
     print("extra_<N>:      the classes plus N from ImageNet-21k outside them (seeded)")
 
 
-def export(name: str, wnids: list[str], seed: int, out: str) -> None:
-    rows = label_sets.label_set(name, wnids, seed).rows()
+def export(name: str, wnids: list[str], seed: int, out: str, include_under=(), exclude_under=()) -> None:
+    rows = label_sets.label_set(name, wnids, seed, include_under, exclude_under).rows()
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["wnid", "label_wnid", "label_name"])
         writer.writeheader()
@@ -76,22 +77,28 @@ def main(argv=None) -> None:
     for command in (listing, exporting):
         command.add_argument("--classes", default="imagenet1k")
         command.add_argument("--seed", type=int, default=0)
-    for name in ("build", "describe"):
-        command = commands.add_parser(name, help=f"{name} a subset's Parquet manifest")
+    building = [commands.add_parser(name, help=f"{name} a subset's Parquet manifest") for name in ("build", "describe")]
+    for command in building:
         command.add_argument("label_set")
         limit = command.add_mutually_exclusive_group()
         limit.add_argument("--images-per-class", type=int)
         limit.add_argument("--budget", type=int)
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--data", default="embedded:default")
+    for command in (exporting, *building):
+        for which in ("include", "exclude"):
+            command.add_argument(f"--extra-{which}-under", nargs="+", default=[], metavar="SYNSET",
+                                 help=f"extra_<N>: {which} only candidates under these synsets (like dog.n.01)")
     args = parser.parse_args(argv)
     try:
         if args.command == "label-sets":
             print_label_sets(class_list(args.classes), args.seed)
         elif args.command == "export":
-            export(args.label_set, class_list(args.classes), args.seed, args.out)
+            export(args.label_set, class_list(args.classes), args.seed, args.out,
+                   tuple(args.extra_include_under), tuple(args.extra_exclude_under))
         else:
-            spec = SubsetSpec(args.label_set, args.images_per_class, args.budget, args.seed, args.data)
+            spec = SubsetSpec(args.label_set, args.images_per_class, args.budget, args.seed, args.data,
+                              tuple(args.extra_include_under), tuple(args.extra_exclude_under))
             subset = build(spec)
             describe(subset) if args.command == "describe" else print(subset.directory / "manifest.parquet")
     except (label_sets.UnknownLabelSetError, UnknownClassError, SamplingError, DataFormatError, ValueError) as error:

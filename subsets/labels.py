@@ -33,12 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 from nltk.corpus.reader.wordnet import Synset
 
+from embedded.wordnet import first_parent, first_parent_chain
 from subsets.wordnet import (
     ancestors,
     class_list,
     depth,
-    first_parent,
-    first_parent_chain,
     is_under,
     label_name,
     synset_named,
@@ -263,11 +262,16 @@ def check_name(name: str) -> None:
     raise UnknownLabelSetError(f"unknown label set {name!r}.{hint} Label sets: {', '.join(NAME_PATTERNS)}")
 
 
-def label_set(name: str, wnids: list[str], seed: int = 0, **extra_options) -> LabelSet:
-    """The label set called ``name`` over the classes ``wnids`` (see the module docstring)."""
+def label_set(
+    name: str, wnids: list[str], seed: int = 0, include_under: tuple[str, ...] = (), exclude_under: tuple[str, ...] = ()
+) -> LabelSet:
+    """The label set called ``name`` over the classes ``wnids`` (see the module docstring);
+    ``include_under`` and ``exclude_under`` filter the candidates of ``extra_<N>``."""
     check_name(name)
     if not wnids:
         raise ValueError("the class list is empty")
+    if (include_under or exclude_under) and not name.startswith("extra_"):
+        raise ValueError(f"include/exclude-under filters apply to extra_<N> label sets only, not {name!r}")
     for wnid in wnids:
         synset_of(wnid)  # names an unknown class before anything is built on it
     if name.startswith("down_up_"):
@@ -281,5 +285,5 @@ def label_set(name: str, wnids: list[str], seed: int = 0, **extra_options) -> La
     if name.startswith("random_"):
         return random_classes(wnids, int(name.rsplit("_", 1)[1]), seed)
     if name.startswith("extra_"):
-        return extra_classes(wnids, int(name.rsplit("_", 1)[1]), seed, **extra_options)
+        return extra_classes(wnids, int(name.rsplit("_", 1)[1]), seed, include_under=include_under, exclude_under=exclude_under)
     return {"fine": fine, "pascal_removed": pascal_removed}[name](wnids)

@@ -54,8 +54,7 @@ class SubsetSpec:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     def resolve_labels(self, wnids: list[str]) -> LabelSet:
-        extra = {"include_under": self.extra_include_under, "exclude_under": self.extra_exclude_under}
-        return label_set(self.label_set, wnids, self.seed, **(extra if self.label_set.startswith("extra_") else {}))
+        return label_set(self.label_set, wnids, self.seed, self.extra_include_under, self.extra_exclude_under)
 
 
 @dataclass(frozen=True)

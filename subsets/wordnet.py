@@ -2,11 +2,12 @@
 
 The first-parent rule. Huh et al. merged classes by following each synset's "first hypernym",
 computed in 2016 with NLTK, whose ``hypernyms()`` then returned a synset's related synsets sorted
-by name; today's NLTK returns them in the database's pointer order, and naive use of it gives
-other chains (1000, 999, 978, 920, ...). Taking the alphabetically first of a synset's hypernyms
-and instance hypernyms as its parent, and a synset's depth as the length of its chain of first
-parents up to entity.n.01, reproduces every published count: down_up 918, 753, 486, 79, 9 and
-up_down 127 (tests/test_label_sets.py).
+by name. Today's NLTK keeps them in a set, so their order changes with Python's string hashing
+from one process to the next, and naive use gives other, unstable chains (1000, 999, 978, 920,
+... in one run). Taking the alphabetically first of a synset's hypernyms and instance hypernyms
+as its parent (``embedded.wordnet.first_parent``), and a synset's depth as the length of its
+chain of first parents up to entity.n.01, reproduces every published count: down_up 918, 753,
+486, 79, 9 and up_down 127 (tests/test_label_sets.py).
 """
 
 import functools
@@ -15,6 +16,7 @@ from pathlib import Path
 from nltk.corpus.reader.wordnet import Synset, WordNetError
 
 from embedded import imagenet, wordnet
+from embedded.wordnet import first_parent_chain
 from trainers.data import list_imagenet
 
 
@@ -44,19 +46,6 @@ def wnid_of(synset: Synset) -> str:
 
 def label_name(synset: Synset) -> str:
     return ", ".join(name.replace("_", " ") for name in synset.lemma_names())
-
-
-@functools.cache
-def first_parent(synset: Synset) -> Synset | None:
-    parents = synset.hypernyms() + synset.instance_hypernyms()
-    return min(parents, key=Synset.name) if parents else None
-
-
-@functools.cache
-def first_parent_chain(synset: Synset) -> tuple[Synset, ...]:
-    """The synset's first parent, its first parent, ... up to entity.n.01."""
-    parent = first_parent(synset)
-    return () if parent is None else (parent, *first_parent_chain(parent))
 
 
 def depth(synset: Synset) -> int:

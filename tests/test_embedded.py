@@ -6,7 +6,10 @@ import csv
 import hashlib
 import json
 import multiprocessing
+import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -67,9 +70,15 @@ def _tree_digest(root: Path, pattern: str) -> str:
     return digest.hexdigest()
 
 
+GENERATE = "import sys; from pathlib import Path; from embedded import imagenet; " \
+    "imagenet.generate(Path(sys.argv[1]), imagenet.SCALES['tiny'], seed=int(sys.argv[2]))"
+
+
 def test_generation_is_deterministic_per_seed(tiny_imagenet, tmp_path):
-    imagenet.generate(tmp_path / "again", imagenet.SCALES["tiny"], seed=0)
-    imagenet.generate(tmp_path / "other", imagenet.SCALES["tiny"], seed=1)
+    # In other processes, with other string hashing: nothing may depend on either.
+    for name, seed, hash_seed in (("again", "0", "12345"), ("other", "1", "54321")):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", GENERATE, str(tmp_path / name), seed], env=env, check=True)
     for pattern in ("train/n0144*/*", "val/ILSVRC2012_val_0000001*", "LOC_val_solution.csv"):
         assert _tree_digest(tmp_path / "again", pattern) == _tree_digest(tiny_imagenet, pattern)
         assert _tree_digest(tmp_path / "other", pattern) != _tree_digest(tiny_imagenet, pattern)
