@@ -1,0 +1,45 @@
+"""The project's AlexNet: torchvision's at width 1, a small-input variant, and checkpoints."""
+
+import pytest
+import torch
+import torchvision
+
+from trainers.models import AlexNet, AlexNetConfig, load_checkpoint, save_checkpoint
+
+
+def test_imagenet_variant_matches_torchvision_alexnet():
+    ours = AlexNet(1000).state_dict()
+    theirs = torchvision.models.alexnet(weights=None).state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    model = AlexNet(1000)
+    model.load_state_dict(theirs)
+    assert model(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("size, trunk_stride", [(32, 4), (64, 4)])
+def test_small_variant_on_embedded_sizes(size, trunk_stride):
+    model = AlexNet(10, AlexNetConfig("small", width=0.25))
+    images = torch.zeros(2, 3, size, size)
+    assert model(images).shape == (2, 10)
+    assert model.trunk(images).shape[-1] == size // trunk_stride
+    assert model.penultimate(images).shape == (2, 1024)
+
+
+def test_imagenet_trunk_has_stride_16():
+    assert AlexNet(5, AlexNetConfig(width=0.25)).trunk(torch.zeros(1, 3, 224, 224)).shape[-2:] == (13, 13)
+
+
+def test_checkpoint_round_trip_and_fc8_replacement(tmp_path):
+    model = AlexNet(7, AlexNetConfig("small", width=0.125))
+    save_checkpoint(tmp_path / "model.pt", model, {"epoch": 3})
+    loaded, state = load_checkpoint(tmp_path / "model.pt")
+    assert state["epoch"] == 3 and loaded.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    loaded.replace_fc8(20)
+    assert loaded(torch.zeros(1, 3, 32, 32)).shape == (1, 20)
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="variant"):
+        AlexNetConfig("tiny")
