@@ -6,9 +6,8 @@
 
 import argparse
 
-from embedded import data_dir, imagenet, sun397, voc, wordnet
-
-GENERATORS = {"imagenet": imagenet.ensure, "voc": voc.ensure, "sun397": sun397.ensure}
+from embedded import data_dir, imagenet, wordnet
+from embedded.sources import GENERATORS
 
 
 def main(argv=None) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedded import build_once, data_dir, imagenet
+from embedded import build_once, data_dir, sources
 from subsets.labels import LabelSet, check_name, label_set
 from subsets.sample import relabel, select
 from subsets.wordnet import label_name, synset_of
@@ -45,9 +45,7 @@ class SubsetSpec:
         check_name(self.label_set)  # before any data is listed or generated
 
     def root(self) -> Path:
-        if self.source.startswith("embedded:"):
-            return imagenet.ensure(self.source.split(":", 1)[1])
-        return Path(self.source).resolve()
+        return sources.resolve("imagenet", self.source)
 
     def content_hash(self) -> str:
         fields = {**dataclasses.asdict(self), "root": str(self.root()), "version": MANIFEST_VERSION}

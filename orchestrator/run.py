@@ -1,0 +1,165 @@
+"""Run a grid: python -m orchestrator.run grid=NAME [key=value ...]
+
+    python -m orchestrator.run grid=classes_vs_examples                 # embedded data, local Ray
+    python -m orchestrator.run grid=classes_vs_examples dry_run=true    # the plan, nothing run
+    python -m orchestrator.run grid=classes_vs_examples scale=paper data.imagenet=/datasets/imagenet \\
+        data.voc=/datasets/VOCdevkit data.sun397=/datasets/SUN397 resources.use_gpu=true \\
+        ray.address=auto storage=s3://bucket/runs run=my-run
+
+Each grid point is one Tune trial: its pretraining, then its fine-tunings, each a Ray Train
+TorchTrainer. Results go to <storage>/<run>/results as Parquet, one file per finished unit; the
+same command with the same run name resumes, skipping finished units. The last line printed is
+the results folder.
+"""
+
+import dataclasses
+import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+from omegaconf import OmegaConf
+from ray import tune
+
+from embedded import sources
+from orchestrator.config import ConfigError, available, load, run_name
+from orchestrator.plan import describe, make_plan
+from orchestrator.store import Store, filesystem_of, join
+from orchestrator.trial import sweep_trial
+from trainers.classify import TASK_DATASET
+from trainers.data import GENERATE_HINT
+
+PACKAGES = ("torch", "torchvision", "ray", "mmcv", "mmdet", "mmengine", "nltk", "timm", "pyarrow", "transfer-grids")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def usage() -> str:
+    return f"{__doc__}\ngrids: {', '.join(available('grid'))}\nscales: {', '.join(available('scale'))}\n" \
+        "keys and their defaults: orchestrator/conf/config.yaml"
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found | {"python": sys.version.split()[0]}
+
+
+def git_revision() -> str | None:
+    try:
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        return revision.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def check_data(config) -> None:
+    """Every data source exists before anything starts; embedded ones are generated here, once."""
+    needed = {"imagenet"} | {TASK_DATASET[task] for task in config.grid.tasks}
+    for dataset in sorted(needed):
+        source = config.data[dataset]
+        if source.startswith("embedded:"):
+            sources.resolve(dataset, source)
+        elif not Path(source).expanduser().is_dir():
+            raise ConfigError(
+                f"data.{dataset}={source} is not a folder. Point data.{dataset} at the real dataset, or use "
+                f"data.{dataset}=embedded:default for the embedded synthetic one ({GENERATE_HINT})."
+            )
+
+
+def storage_root(config) -> str:
+    return config.storage if "://" in config.storage else str(Path(config.storage).expanduser().resolve())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        print(usage())
+        return 0
+    try:
+        config = load(argv)
+        plan = make_plan(config)
+        name = run_name(config)
+        run_dir = join(storage_root(config), name)
+        store = Store(join(run_dir, "results"))
+        finished = store.finished()
+        print(describe(plan, config, set(finished)))
+        if config.dry_run:
+            return 0
+        check_data(config)
+    except (ConfigError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    filesystem, path = filesystem_of(run_dir)
+    with filesystem.open_output_stream(join(path, "config.yaml")) as out:
+        out.write(OmegaConf.to_yaml(config, resolve=True).encode())
+    settings = {
+        "run": name, "grid": config.grid.name, "run_dir": run_dir, "results": store.uri,
+        "train_storage": join(run_dir, "train"), "config": OmegaConf.to_container(config, resolve=True),
+        "resources": OmegaConf.to_container(config.resources), "finetune_groups": config.finetune.groups,
+        "pretrain_loader_workers": config.pretrain.loader_workers,
+        "finetune_loader_workers": config.finetune.loader_workers,
+        "versions": versions(), "git_revision": git_revision(),
+    }  # fmt: skip
+    points = [
+        {"settings": settings, "point": {
+            "pretraining": dataclasses.asdict(p),
+            "finetunings": [dataclasses.asdict(f) for f in plan.finetunings_of(p.unit_id)]}}
+        for p in plan.pretrainings
+        if p.unit_id not in finished or any(f.unit_id not in finished for f in plan.finetunings_of(p.unit_id))
+    ]  # fmt: skip
+    if points:
+        _sweep(config, points, run_dir)
+    return _summarise(store, plan)
+
+
+def _sweep(config, points: list[dict], run_dir: str) -> None:
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if config.ray.address:
+        ray.init(address=config.ray.address)
+    else:
+        ray.init(include_dashboard=True, dashboard_host=config.ray.dashboard_host,
+                 dashboard_port=config.ray.dashboard_port)  # fmt: skip
+    try:
+        tuner = tune.Tuner(
+            # The trial only drives trainers, whose workers hold the CPUs and GPUs.
+            tune.with_resources(sweep_trial, {"CPU": 0.01}),
+            param_space=tune.grid_search(points),
+            tune_config=tune.TuneConfig(max_concurrent_trials=config.ray.max_concurrent_trials or 0),
+            run_config=tune.RunConfig(name="tune", storage_path=run_dir),
+        )
+        tuner.fit()
+    finally:
+        ray.shutdown()
+
+
+def _summarise(store: Store, plan) -> int:
+    table = store.read()
+    wanted = {p.unit_id for p in plan.pretrainings} | {f.unit_id for f in plan.finetunings}
+    table = table.filter(pc.is_in(table["unit_id"], value_set=pa.array(sorted(wanted))))
+    rows = table.to_pylist()
+    failed = [r for r in rows if r["status"] != "ok"]
+    missing = len(wanted) - len(rows)
+    print(f"\n{len(rows) - len(failed)} of {len(wanted)} units finished, {len(failed)} failed, {missing} not run")
+    for row in sorted(rows, key=lambda r: (r["kind"] != "pretrain", r["label_set"] or "", r["task"] or "")):
+        if row["kind"] == "pretrain" and row["status"] == "ok":
+            print(f"  pretrain {row['unit_id']} {row['label_set']:14s} {row['labels']:5d} labels "
+                  f"{row['train_images']:7d} images  val top-1 {row['value']:.3f}")  # fmt: skip
+    for row in failed:
+        print(f"  FAILED {row['kind']} {row['unit_id']}: {row['error'].strip().splitlines()[-1]}")
+    print(store.uri)
+    return 1 if failed or missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

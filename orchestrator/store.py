@@ -1,0 +1,81 @@
+"""The result store: a Parquet dataset with one file per finished unit of work.
+
+    <storage>/<run>/results/<kind>-<unit_id>.parquet
+
+A row holds every input that determined the unit and every number it produced (see SCHEMA).
+Files are written whole and atomically: to a hidden temporary name then renamed on a local or
+mounted file system, as a single object put on object stores (s3://, gs://). A unit's file is
+named by its content hash, so a rerun that finishes a failed unit replaces its row and nothing
+is ever duplicated. Any Parquet reader reads the folder:
+
+    pandas.read_parquet("runs/classes_vs_examples/results")
+    duckdb -c "select * from 'runs/classes_vs_examples/results/*.parquet'"
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema([
+    ("run", pa.string()), ("grid", pa.string()), ("kind", pa.string()),  # pretrain | finetune
+    ("unit_id", pa.string()), ("pretrain_id", pa.string()), ("trial_id", pa.string()),
+    ("status", pa.string()), ("error", pa.string()),  # ok | failed
+    ("task", pa.string()), ("seed", pa.int64()),
+    ("metric", pa.string()), ("value", pa.float64()), ("metrics", pa.string()),  # JSON: every number
+    ("label_set", pa.string()), ("classes", pa.int64()), ("labels", pa.int64()),
+    ("train_images", pa.int64()), ("images_per_class", pa.int64()), ("budget", pa.int64()),
+    ("budget_shortfall", pa.int64()), ("subset_hash", pa.string()), ("subset_seed", pa.int64()),
+    ("epochs", pa.int64()), ("wall_time_s", pa.float64()), ("images_per_s", pa.float64()),
+    ("checkpoint", pa.string()), ("config", pa.string()),  # JSON: the run's whole configuration
+    ("hardware", pa.string()), ("versions", pa.string()), ("git_revision", pa.string()),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+])  # fmt: skip
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts)
+
+
+def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local path or a pyarrow filesystem URI (s3://, gs://, ...)."""
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+
+
+class Store:
+    def __init__(self, uri: str):
+        """``uri``: the results folder, a local path or a pyarrow filesystem URI."""
+        self.uri = uri
+        self.filesystem, self.path = filesystem_of(uri)
+        self.filesystem.create_dir(self.path, recursive=True)
+
+    def write(self, row: dict) -> None:
+        row = {**row, "finished_at": datetime.now(UTC)}
+        for key in ("metrics", "config", "hardware", "versions"):
+            if row.get(key) is not None and not isinstance(row[key], str):
+                row[key] = json.dumps(row[key], sort_keys=True, default=str)
+        unknown = set(row) - set(SCHEMA.names)
+        if unknown:
+            raise ValueError(f"not in the result schema: {sorted(unknown)}")
+        table = pa.Table.from_pylist([row], schema=SCHEMA)
+        final = join(self.path, f"{row['kind']}-{row['unit_id']}.parquet")
+        if isinstance(self.filesystem, pafs.LocalFileSystem):
+            temporary = join(self.path, f".{uuid.uuid4().hex}.parquet.tmp")
+            pq.write_table(table, temporary, filesystem=self.filesystem)
+            self.filesystem.move(temporary, final)
+        else:  # an object store: one put of the whole object is atomic
+            pq.write_table(table, final, filesystem=self.filesystem)
+
+    def read(self) -> pa.Table:
+        """Every row; hidden (temporary) files are ignored."""
+        dataset = ds.dataset(self.path, schema=SCHEMA, format="parquet", filesystem=self.filesystem,
+                             exclude_invalid_files=False, ignore_prefixes=[".", "_"])  # fmt: skip
+        return dataset.to_table()
+
+    def finished(self) -> dict[str, dict]:
+        """unit_id -> its row, for the units that finished successfully."""
+        return {row["unit_id"]: row for row in self.read().to_pylist() if row["status"] == "ok"}

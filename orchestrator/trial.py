@@ -1,0 +1,165 @@
+"""One Tune trial: a pretraining, then every fine-tuning of it, each a Ray Train TorchTrainer.
+
+The trial is the Tune function that builds and fits the trainers (Ray Train V2). The store is the
+source of truth: a finished pretraining is not run again, only its missing fine-tunings are, and
+each finished unit's row is written as soon as its trainer returns. Train run names are the
+units' hashes, so a rerun after an interruption resumes a trainer from its last checkpoint.
+"""
+
+import socket
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import torch
+from ray import tune
+from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from orchestrator.store import Store, filesystem_of, join
+from subsets.manifest import SubsetSpec, build
+from trainers import classify, pretrain
+
+ERROR_LIMIT = 4000  # characters of a traceback kept in a failed row
+
+
+def sweep_trial(config: dict) -> None:
+    settings, job = config["settings"], config["point"]
+    store = Store(settings["results"])
+    finished = store.finished()
+    context = {
+        "run": settings["run"], "grid": settings["grid"], "trial_id": tune.get_context().get_trial_id(),
+        "config": settings["config"], "versions": settings["versions"], "git_revision": settings["git_revision"],
+        "hardware": {"node": socket.gethostname(), **settings["resources"],
+                     "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
+    }  # fmt: skip
+    pretraining = job["pretraining"]
+    row = finished.get(pretraining["unit_id"]) or _pretrain(pretraining, settings, context, store)
+    if row["status"] != "ok":
+        tune.report({"pretrain_failed": 1})
+        return
+    checkpoint = _checkpoint(row["checkpoint"])
+    units = job["finetunings"]
+    groups = [units[k :: settings["finetune_groups"]] for k in range(settings["finetune_groups"])]
+    todo = [[u for u in group if u["unit_id"] not in finished] for group in groups if group]
+    run_group = lambda index_group: _finetune(*index_group, pretraining, checkpoint, settings, context, store)  # noqa: E731
+    pending = [(k, group) for k, group in enumerate(todo) if group]
+    if len(pending) > 1:
+        with ThreadPoolExecutor(len(pending)) as pool:
+            list(pool.map(run_group, pending))
+    else:
+        list(map(run_group, pending))
+    tune.report({"pretrain_val_top1": row["value"], "finetunings": len(units)})
+
+
+def _scaling(settings: dict) -> ScalingConfig:
+    resources = settings["resources"]
+    return ScalingConfig(
+        num_workers=resources["num_workers"],
+        use_gpu=resources["use_gpu"],
+        resources_per_worker={"CPU": resources["cpus_per_worker"], **({"GPU": 1} if resources["use_gpu"] else {})},
+    )
+
+
+def _run_config(name: str, settings: dict) -> RunConfig:
+    return RunConfig(
+        name=name,
+        storage_path=settings["train_storage"],
+        failure_config=FailureConfig(max_failures=settings["resources"]["max_failures"]),
+        callbacks=[TuneReportCallback()],
+    )
+
+
+def _failed(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))[-ERROR_LIMIT:]
+
+
+def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
+    subset_spec = SubsetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["subset"].items()})
+    started = time.perf_counter()
+    row = {**context, "kind": "pretrain", "unit_id": job["unit_id"], "pretrain_id": job["unit_id"],
+           "label_set": subset_spec.label_set, "images_per_class": subset_spec.images_per_class,
+           "budget": subset_spec.budget, "subset_seed": subset_spec.seed, "epochs": job["recipe"]["epochs"],
+           "metric": "val_top1"}  # fmt: skip
+    try:
+        subset = build(subset_spec)
+        facts = subset.facts
+        row |= {"classes": facts["classes"], "labels": facts["labels"], "train_images": facts["train_images"],
+                "budget_shortfall": facts["shortfall"], "subset_hash": facts["hash"]}  # fmt: skip
+        manifest = _publish_manifest(subset.directory / "manifest.parquet", settings, facts["hash"])
+        loop_config = {**job["recipe"], "manifest": manifest, "data_source": subset_spec.source,
+                       "num_labels": facts["labels"], "use_gpu": settings["resources"]["use_gpu"],
+                       "loader_workers": settings["pretrain_loader_workers"]}  # fmt: skip
+        result = TorchTrainer(
+            pretrain.train_fn_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=_scaling(settings),
+            run_config=_run_config(f"pretrain-{job['unit_id']}", settings),
+        ).fit()
+        with result.checkpoint.as_directory() as directory:
+            history = torch.load(Path(directory) / pretrain.STATE_FILE, weights_only=True)["history"]
+        final = history[-1]
+        row |= {"status": "ok", "value": final["val_top1"], "metrics": {"final": final, "history": history},
+                "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
+                "checkpoint": _uri(result.checkpoint)}  # fmt: skip
+    except Exception as error:  # the unit fails alone: its row says why, the sweep goes on
+        row |= {"status": "failed", "error": _failed(error)}
+    row["wall_time_s"] = time.perf_counter() - started
+    store.write(row)
+    return row
+
+
+def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint, settings, context, store) -> None:
+    started = time.perf_counter()
+    pretrain_id = pretraining["unit_id"]
+    loop_config = {**units[0]["recipe"], "units": [{k: u[k] for k in ("unit_id", "task", "seed")} for u in units],
+                   "pretrained": checkpoint, "data_sources": {u["task"]: u["data_source"] for u in units},
+                   "use_gpu": settings["resources"]["use_gpu"], "loader_workers": settings["finetune_loader_workers"],
+                   "image_size": pretraining["recipe"]["image_size"]}  # fmt: skip
+    try:
+        result = TorchTrainer(
+            classify.finetune_fn_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=_scaling(settings),
+            run_config=_run_config(f"finetune-{pretrain_id}-group{index}", settings),
+        ).fit()
+        with result.checkpoint.as_directory() as directory:
+            results = torch.load(Path(directory) / classify.PROGRESS_FILE, weights_only=True)["results"]
+        error = None
+    except Exception as failure:
+        results, error = {}, _failed(failure)
+    for unit in units:
+        row = {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretrain_id,
+               "task": unit["task"], "seed": unit["seed"], "epochs": unit["recipe"]["epochs"],
+               "checkpoint": _uri(checkpoint), "wall_time_s": time.perf_counter() - started}  # fmt: skip
+        outcome = results.get(unit["unit_id"])
+        if outcome is None:
+            row |= {"status": "failed", "error": error or "the fine-tuning group ended without this unit's result"}
+        else:
+            row |= {"status": "ok", "metric": f"{unit['task']}_{outcome['metric']}", "value": outcome["value"],
+                    "metrics": outcome, "images_per_s": outcome["images_per_s"],
+                    "wall_time_s": outcome["wall_time_s"]}  # fmt: skip
+        store.write(row)
+
+
+def _publish_manifest(local: Path, settings: dict, subset_hash: str) -> str:
+    """The manifest, copied into the run's storage so that workers on any node can read it."""
+    target = join(settings["run_dir"], "subsets", f"{subset_hash}.parquet")
+    filesystem, path = filesystem_of(target)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pafs.copy_files(str(local), path, destination_filesystem=filesystem)
+    return target
+
+
+def _uri(checkpoint: Checkpoint) -> str:
+    if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
+        return checkpoint.path
+    return f"{checkpoint.filesystem.type_name}://{checkpoint.path}"
+
+
+def _checkpoint(uri: str) -> Checkpoint:
+    filesystem, path = filesystem_of(uri)
+    return Checkpoint(path, filesystem=filesystem)

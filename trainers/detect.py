@@ -1,0 +1,328 @@
+"""PASCAL VOC 2007 detection: a Faster R-CNN on the project's AlexNet, fine-tuned and tested through MMDetection.
+
+The detector (``configs/faster_rcnn_alexnet_voc07.py``) is Fast R-CNN's AlexNet recipe with an RPN: conv1-conv5
+(``AlexNetBackbone``) give one feature map at stride 16, the RPN proposes on it, RoIs are pooled to 6x6 like
+AlexNet's pool5 so that the pretrained fc6 and fc7 become the box head's two fcs (``AlexNetBBoxHead``); only the
+classification and box-regression layers start from scratch. The small variant (stride 4 trunk) works the same
+way with RoIs and anchors at stride 4.
+
+``finetune_detection`` trains on VOC2007 trainval and tests on VOC2007 test (11-point mAP at IoU 0.5, and each
+class's AP), in the calling process: alone, or as one rank of a ``torch.distributed`` process group that the
+caller (a Ray Train worker) has already started. The run is checkpointed into its work_dir and resumes from
+there when called again.
+"""
+
+import json
+import math
+import multiprocessing
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from mmdet.evaluation.functional import eval_map
+from mmdet.evaluation.metrics import VOCMetric
+from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
+from mmdet.registry import METRICS, MODELS
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.runner import CheckpointLoader, Runner
+from torch import nn
+
+from trainers.data import VOC_CLASSES, list_voc_detection, voc_year_dir
+from trainers.models import AlexNet, AlexNetConfig, load_checkpoint
+
+CONFIG = Path(__file__).parent / "configs" / "faster_rcnn_alexnet_voc07.py"
+TRUNK_STRIDE = {"imagenet": 16, "small": 4}  # conv1-conv5, see trainers.models
+
+
+@MODELS.register_module()
+class AlexNetBackbone(BaseModule):
+    """conv1-conv5 of ``trainers.models.AlexNet`` with their ReLUs, without pool5: one feature map.
+
+    ``checkpoint``: a file of ``trainers.models.save_checkpoint`` whose conv weights this trunk starts from.
+    The first ``frozen_convs`` convs keep them, as Fast R-CNN kept conv1 of its AlexNet-sized model.
+    """
+
+    def __init__(self, variant="imagenet", width=1.0, checkpoint=None, frozen_convs=1, init_cfg=None):
+        super().__init__(init_cfg)
+        self.checkpoint = checkpoint
+        self.trunk = AlexNet(1, AlexNetConfig(variant, width)).trunk
+        for conv in [layer for layer in self.trunk if isinstance(layer, nn.Conv2d)][:frozen_convs]:
+            conv.requires_grad_(False)
+
+    def init_weights(self):
+        super().init_weights()
+        if self.checkpoint is not None:
+            pretrained, _ = load_checkpoint(self.checkpoint)
+            self.trunk.load_state_dict(pretrained.trunk.state_dict())
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.trunk(images),)
+
+
+@MODELS.register_module()
+class AlexNetBBoxHead(Shared2FCBBoxHead):
+    """The box head of Fast R-CNN on AlexNet: 6x6 RoI features through fc6 and fc7 (``shared_fcs``, each after
+    a dropout as in AlexNet), which start from the checkpoint's fc6 and fc7; classification and box regression
+    start fresh."""
+
+    def __init__(self, checkpoint=None, dropout=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.checkpoint = checkpoint
+        self.dropout = nn.Dropout(dropout)
+
+    def init_weights(self):
+        super().init_weights()
+        if self.checkpoint is not None:
+            pretrained, _ = load_checkpoint(self.checkpoint)
+            fc6, fc7 = pretrained.classifier[1], pretrained.classifier[4]
+            self.shared_fcs[0].load_state_dict(fc6.state_dict())
+            self.shared_fcs[1].load_state_dict(fc7.state_dict())
+
+    def forward(self, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = rois.flatten(1)
+        for fc in self.shared_fcs:
+            x = self.relu(fc(self.dropout(x)))
+        return self.fc_cls(x), self.fc_reg(x)
+
+
+@METRICS.register_module()
+class VOCMetricPerClass(VOCMetric):
+    """mmdet's VOCMetric (AP at IoU 0.5, difficult objects ignored, VOC's +1 pixel box sizes) that also returns
+    each class's AP as ``AP_<class>``. A class without a (non-difficult) object in the test set has no AP (NaN)
+    and no part in the mAP, as in mmdet."""
+
+    def __init__(self, eval_mode="11points", collect_device="cpu", prefix=None):
+        super().__init__(iou_thrs=0.5, metric="mAP", eval_mode=eval_mode, collect_device=collect_device, prefix=prefix)
+
+    def compute_metrics(self, results: list) -> dict:
+        annotations, detections = zip(*results)
+        classes = self.dataset_meta["classes"]
+        mean_ap, per_class = eval_map(
+            detections,
+            annotations,
+            iou_thr=0.5,
+            dataset=classes,
+            logger=MMLogger.get_current_instance(),
+            eval_mode=self.eval_mode,
+            use_legacy_coordinate=True,
+            nproc=1,  # no process pool inside a training worker
+        )
+        aps = {f"AP_{name}": float(c["ap"]) if c["num_gts"] else math.nan for name, c in zip(classes, per_class)}
+        return {"mAP": float(mean_ap), **aps}
+
+
+class TrainingTimer(Hook):
+    """Where this call's training started (the resumed iteration) and its images per second over all ranks,
+    timed from the end of its first iteration (which also starts the data loader and warms up)."""
+
+    def __init__(self):
+        self.first_iteration = 0
+        self.images = 0
+        self.started = None
+        self.elapsed = 0.0
+
+    def before_train(self, runner):
+        self.first_iteration = runner.iter
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.started is None:
+            self.started = time.perf_counter()
+            return
+        self.images += len(data_batch["inputs"]) * runner.world_size
+        self.elapsed = time.perf_counter() - self.started
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.elapsed if self.elapsed else math.nan
+
+
+def load_from_work_dir(filename: str, map_location=None) -> dict:
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def trust_own_checkpoints(work_dir: str) -> None:
+    """Let mmengine read the checkpoints under ``work_dir`` (and nowhere else) with torch.load's full unpickler.
+
+    torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 calls ``torch.load`` without
+    saying otherwise, so resuming fails on what mmengine saves next to the weights: the message hub's
+    ``HistoryBuffer`` of logged scalars pickles its bound methods through ``getattr``. Allowing ``getattr`` in
+    the safe unpickler would let any file reach attributes of whatever it unpickles, weakening every load;
+    instead only the files that this function's own runs wrote into their work_dir are trusted, through a
+    checkpoint-loader scheme whose prefix is that folder. Everything else, pretrained AlexNet checkpoints
+    included, still loads with ``weights_only=True``.
+    """
+    CheckpointLoader.register_scheme(re.escape(work_dir + os.sep), load_from_work_dir, force=True)
+
+
+def check_inputs(checkpoint: Path, voc_root: Path) -> Path:
+    """The VOCdevkit folder, once the checkpoint and both VOC 2007 splits are known to be readable; errors name
+    the path and the fix before mmengine starts."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"AlexNet checkpoint {checkpoint} does not exist: pass a file written by "
+            f"trainers.models.save_checkpoint (a pretraining's output)."
+        )
+    for split in ("trainval", "test"):
+        list_voc_detection(voc_root, split)  # raises DataFormatError naming the missing or malformed file
+    return voc_year_dir(voc_root, "2007").parent
+
+
+def distributed_launch() -> dict:
+    """Runner settings that run this process as one rank of the caller's process group, when there is one.
+
+    mmengine's Runner only calls ``init_dist`` when ``torch.distributed.is_initialized()`` is False, so with
+    launcher "pytorch" it takes the existing group as it is (backend, ranks). Its default DDP wrapper wants a
+    LOCAL_RANK variable as device id, which is wrong on CPU (DDP takes no device ids for CPU modules); the ids
+    are given here: the current CUDA device, which the caller chose (Ray Train sets it per worker), or none.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return {"launcher": "none"}
+    return {
+        "launcher": "pytorch",
+        "model_wrapper_cfg": dict(
+            type="MMDistributedDataParallel",
+            device_ids=[torch.cuda.current_device()] if torch.cuda.is_available() else None,
+            broadcast_buffers=False,
+            find_unused_parameters=False,
+        ),
+    }
+
+
+def learning_rate_schedule(iterations: int) -> list[dict]:
+    """Linear warm-up over the first tenth (at most 500 iterations), then x0.1 for the last quarter."""
+    warmup = min(500, iterations // 10)
+    schedule = [dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=warmup)] if warmup else []
+    if iterations:
+        schedule.append(dict(type="MultiStepLR", by_epoch=False, end=iterations, milestones=[iterations * 3 // 4]))
+    return schedule
+
+
+def set_data(cfg: Config, data_root: Path, image_scale: int, batch_size: int, workers: int) -> None:
+    scale = (round(image_scale * 5 / 3), image_scale)  # Fast R-CNN's 1000 x 600 px box at 600
+    for loader in (cfg.train_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = str(data_root)
+        loader.num_workers = workers
+        loader.persistent_workers = workers > 0
+        for step in loader.dataset.pipeline:
+            if step.type == "Resize":
+                step.scale = scale
+    cfg.train_dataloader.batch_size = batch_size
+
+
+def set_alexnet(cfg: Config, checkpoint: Path) -> None:
+    """Channels, fc sizes and stride from the AlexNet stored in the checkpoint, so that any width loads."""
+    alexnet, _ = load_checkpoint(checkpoint)
+    config = alexnet.config
+    channels = alexnet.trunk[-2].out_channels  # conv5
+    stride = TRUNK_STRIDE[config.variant]
+    model = cfg.model
+    model.data_preprocessor.pad_size_divisor = stride
+    model.backbone.update(variant=config.variant, width=config.width, checkpoint=str(checkpoint))
+    model.rpn_head.update(in_channels=channels, feat_channels=channels)
+    model.rpn_head.anchor_generator.update(strides=[stride], scales=[size / stride for size in cfg.anchor_sizes])
+    model.roi_head.bbox_roi_extractor.update(out_channels=channels, featmap_strides=[stride])
+    model.roi_head.bbox_head.update(
+        in_channels=channels,
+        fc_out_channels=alexnet.classifier[4].out_features,
+        dropout=config.dropout,
+        checkpoint=str(checkpoint),
+    )
+
+
+def detector_config(
+    checkpoint: Path,
+    data_root: Path,
+    work_dir: Path,
+    *,
+    iterations: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    image_scale: int,
+    checkpoint_interval: int,
+    workers: int,
+) -> Config:
+    """The config file with everything that depends on this run filled in."""
+    cfg = Config.fromfile(CONFIG)
+    set_alexnet(cfg, checkpoint)
+    set_data(cfg, data_root, image_scale, batch_size, workers)
+    cfg.train_cfg.max_iters = iterations
+    cfg.param_scheduler = learning_rate_schedule(iterations)
+    cfg.optim_wrapper.optimizer.lr = lr
+    cfg.default_hooks.checkpoint.interval = checkpoint_interval
+    cfg.randomness = dict(seed=seed)
+    # mmengine sets the start method of every later multiprocessing call; keep the caller's.
+    cfg.env_cfg.mp_cfg.mp_start_method = multiprocessing.get_start_method(allow_none=True) or "fork"
+    cfg.work_dir = os.path.abspath(work_dir)  # as the Runner makes it, for trust_own_checkpoints
+    # Logger and visualizer are process-wide singletons looked up by this name: a unique one keeps two runs
+    # in one process (a test, a sweep worker's next trial) from writing into each other's folders.
+    cfg.experiment_name = f"{work_dir.name}-{uuid.uuid4().hex[:8]}"
+    cfg.merge_from_dict(distributed_launch())
+    return cfg
+
+
+def finetune_detection(
+    checkpoint: str | Path,
+    voc_root: str | Path,
+    work_dir: str | Path,
+    *,
+    iterations: int = 40000,
+    lr: float = 0.001,
+    batch_size: int = 2,
+    seed: int = 0,
+    image_scale: int = 600,
+    checkpoint_interval: int = 1000,
+    workers: int = 2,
+) -> dict:
+    """Fine-tune a Faster R-CNN from an AlexNet checkpoint on VOC2007 trainval, then test it on VOC2007 test.
+
+    ``voc_root``: the VOCdevkit folder (or its VOC2007 folder). ``batch_size`` is per process; ``image_scale``
+    the shorter image side (the longer at most 5/3 of it). Run as a rank of an initialised process group, every
+    rank calls this with the same arguments and gets the same result.
+
+    ``work_dir`` receives mmengine's checkpoints (``iter_<n>.pth``, the last two and the final one, with
+    ``last_checkpoint``), a folder of logs per call, and ``result.json`` (the returned dict). Called again on
+    the same work_dir, the run resumes from its latest checkpoint, also to go on to more iterations; a finished
+    run is only tested again.
+
+    Returns ``map`` (11-point, IoU 0.5), ``ap_per_class`` (NaN for classes absent from the test set),
+    ``images_per_second`` (training, all ranks; NaN when this call trained fewer than 2 iterations),
+    ``iterations`` (trained in total) and ``resumed_from`` (the iteration this call started at).
+    """
+    checkpoint, work_dir = Path(checkpoint), Path(work_dir)
+    data_root = check_inputs(checkpoint, Path(voc_root))
+    cfg = detector_config(
+        checkpoint,
+        data_root,
+        work_dir,
+        iterations=iterations,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        image_scale=image_scale,
+        checkpoint_interval=checkpoint_interval,
+        workers=workers,
+    )
+    trust_own_checkpoints(cfg.work_dir)
+    runner = Runner.from_cfg(cfg)
+    timer = TrainingTimer()
+    runner.register_hook(timer, priority="LOWEST")
+    runner.train()
+    metrics = runner.test()
+    result = {
+        "map": metrics["pascal_voc/mAP"],
+        "ap_per_class": {name: metrics[f"pascal_voc/AP_{name}"] for name in VOC_CLASSES},
+        "images_per_second": timer.images_per_second,
+        "iterations": runner.iter,
+        "resumed_from": timer.first_iteration,
+    }
+    if runner.rank == 0:
+        (work_dir / "result.json").write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,86 @@
+"""Pretraining an AlexNet on a subset: the loop every Ray Train worker runs.
+
+The subset is a Parquet manifest (subsets.manifest): training rows give images and labels,
+validation rows the subset's own relabelled validation set. The recipe is the paper era's: SGD
+with momentum and weight decay, the learning rate divided by 10 every ``lr_step_epochs``. A
+checkpoint after every epoch lets Ray Train resume a restarted worker group where it stopped.
+"""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import ray.train.torch
+import torch
+from torch import nn
+
+from embedded import sources
+from trainers import engine
+from trainers.data import ImageDataset
+from trainers.metrics import top1
+from trainers.models import AlexNet, AlexNetConfig, save_checkpoint
+
+MODEL_FILE, STATE_FILE = "model.pt", "train_state.pt"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    manifest: str  # the subset's manifest.parquet (a path or a pyarrow filesystem URI)
+    data_source: str  # embedded:<scale> or the ImageNet root the manifest's paths are relative to
+    num_labels: int
+    alexnet: AlexNetConfig = field(default_factory=AlexNetConfig)
+    image_size: int = 224
+    epochs: int = 90
+    batch_size: int = 128  # per worker
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_step_epochs: int = 30
+    loader_workers: int = 4
+    use_gpu: bool = False
+    seed: int = 0
+
+
+def train_fn_per_worker(config: dict) -> None:
+    cfg = PretrainConfig(**{**config, "alexnet": AlexNetConfig(**config["alexnet"])})
+    torch.manual_seed(cfg.seed)
+    device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
+    manifest = pq.read_table(cfg.manifest, columns=["split", "path", "label"]).to_pandas()
+    root = sources.resolve("imagenet", cfg.data_source)
+    datasets = {
+        split: ImageDataset(
+            root, rows["path"].tolist(), rows["label"].tolist(), engine.image_transform(cfg.image_size, split == "train")
+        )
+        for split, rows in manifest.groupby("split")
+    }
+    train = engine.loader(datasets["train"], cfg.batch_size, True, cfg.seed, cfg.loader_workers)
+    val = engine.loader(datasets["val"], cfg.batch_size, False, cfg.seed, cfg.loader_workers)
+
+    network = AlexNet(cfg.num_labels, cfg.alexnet)
+    model = engine.prepare(network, cfg.use_gpu)
+    optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step_epochs, gamma=0.1)
+    history, first_epoch = [], 0
+    if restored := engine.restore([MODEL_FILE, STATE_FILE]):
+        network.load_state_dict(restored[MODEL_FILE]["model"])
+        optimizer.load_state_dict(restored[STATE_FILE]["optimizer"])
+        schedule.load_state_dict(restored[STATE_FILE]["schedule"])
+        history = restored[STATE_FILE]["history"]
+        first_epoch = len(history)
+
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(first_epoch, cfg.epochs):
+        metrics = engine.train_epoch(model, train, optimizer, loss_fn, device, cfg.use_gpu, epoch)
+        schedule.step()
+        metrics |= {"epoch": epoch + 1, "lr": schedule.get_last_lr()[0]}
+        if epoch + 1 == cfg.epochs:  # the validation set can outsize a small subset: once, at the end
+            scores, labels = engine.predict(model, val, device)
+            metrics["val_top1"] = top1(scores, labels)
+        history.append(metrics)
+
+        def save(directory: Path) -> None:
+            save_checkpoint(directory / MODEL_FILE, network, {"pretrain": asdict(cfg)})
+            state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history}
+            torch.save(state, directory / STATE_FILE)
+
+        engine.report(metrics, save)
