@@ -315,7 +315,9 @@ def finetune_detection(
     timer = TrainingTimer()
     runner.register_hook(timer, priority="LOWEST")
     runner.train()
-    metrics = runner.test()
+    # The test loop alone: Runner.test() would resume from the work_dir again, reloading what training just
+    # left in memory, and on ranks > 0 possibly from a checkpoint that rank 0 is still writing.
+    metrics = runner.test_loop.run()
     result = {
         "map": metrics["pascal_voc/mAP"],
         "ap_per_class": {name: metrics[f"pascal_voc/AP_{name}"] for name in VOC_CLASSES},

@@ -86,7 +86,8 @@ model = dict(
                 match_low_quality=False,
                 ignore_iof_thr=-1,
             ),
-            sampler=dict(type="RandomSampler", num=512, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True),
+            # 128 RoIs per image, a quarter of them objects, as in Fast and Faster R-CNN (mmdet's default is 512).
+            sampler=dict(type="RandomSampler", num=128, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True),
             pos_weight=-1,
             debug=False,
         ),
