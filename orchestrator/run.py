@@ -131,16 +131,27 @@ def _sweep(config, points: list[dict], run_dir: str) -> None:
         ray.init(include_dashboard=True, dashboard_host=config.ray.dashboard_host,
                  dashboard_port=config.ray.dashboard_port)  # fmt: skip
     try:
+        concurrent = config.ray.max_concurrent_trials or _trials_that_fit(config)
         tuner = tune.Tuner(
             # The trial only drives trainers, whose workers hold the CPUs and GPUs.
             tune.with_resources(sweep_trial, {"CPU": 0.01}),
             param_space=tune.grid_search(points),
-            tune_config=tune.TuneConfig(max_concurrent_trials=config.ray.max_concurrent_trials or 0),
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
             run_config=tune.RunConfig(name="tune", storage_path=run_dir),
         )
         tuner.fit()
     finally:
         ray.shutdown()
+
+
+def _trials_that_fit(config) -> int:
+    """As many trials at once as the cluster holds worker groups: more would only queue their
+    trainers, whose controllers then back off and retry."""
+    resources, available_now = config.resources, ray.cluster_resources()
+    fits = available_now.get("CPU", 1) // (resources.num_workers * resources.cpus_per_worker)
+    if resources.use_gpu:
+        fits = min(fits, available_now.get("GPU", 0) // resources.num_workers)
+    return max(1, int(fits))
 
 
 def _summarise(store: Store, plan) -> int:

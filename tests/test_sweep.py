@@ -1,0 +1,97 @@
+"""The sweep end to end through a real local Ray: planning, bad input, the Parquet store read
+back by duckdb, resumption; the slow tests kill a worker, interrupt the driver and use a
+two-node cluster."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestrator.run import main
+from orchestrator.store import SCHEMA
+
+TINY = ["data.imagenet=embedded:tiny", "data.voc=embedded:tiny", "data.sun397=embedded:tiny",
+        "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300"]  # fmt: skip
+
+
+def sweep(*overrides: str, timeout=900, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.run", *overrides], capture_output=True, text=True,
+                          timeout=timeout, **popen)  # fmt: skip
+
+
+def rows(results: Path) -> list[dict]:
+    relation = duckdb.sql(f"select * replace (finished_at::varchar as finished_at) from read_parquet('{results}/*.parquet') order by kind, label_set, task")
+    return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
+    assert main(["dry_run=true", f"storage={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "grid classes_vs_examples: 4 pretrainings, 16 fine-tunings" in out
+    for label_set in ("fine", "random_500", "random_250", "up_down_127"):
+        assert label_set in out
+    assert "estimate: 144,000 pretraining image passes" in out
+    assert not list((tmp_path / "classes_vs_examples" / "results").iterdir())
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["grid=nope"], "unknown grid 'nope'; available: classes_vs_examples"),
+        (["pretrain.epoch=3"], "unknown key 'pretrain.epoch'; did you mean pretrain.epochs"),
+        (["data.imagenet=/no/such/imagenet"], "data.imagenet=/no/such/imagenet is not a folder"),
+        (["grid.tasks=[sun397,pascal]"], "unknown task(s) ['pascal']"),
+        (["grid.points=[{label_set:fien}]"], "unknown label set 'fien'"),
+        (["pretrain.epochs=0"], "pretrain.epochs must be a whole number >= 1"),
+    ],
+)
+def test_bad_input_is_named(tmp_path, capsys, overrides, message):
+    assert main([*overrides, f"storage={tmp_path}"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_root_says_how_to_get_data(tmp_path, capsys):
+    assert main(["data.sun397=/no/sun", f"storage={tmp_path}"]) == 2
+    error = capsys.readouterr().err
+    assert "data.sun397=embedded:default" in error and "python -m embedded generate" in error
+
+
+def test_tiny_grid_end_to_end_then_resume(tmp_path):
+    storage = tmp_path / "elsewhere"
+    args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_2000}]", "grid.tasks=[sun397]",
+            "grid.seeds=[0]", f"storage={storage}", "run=tiny"]  # fmt: skip
+    first = sweep(*args)
+    results = storage / "tiny" / "results"
+    assert first.stdout.strip().splitlines()[-1] == str(results), first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.returncode == 1  # one point cannot be built: its failure is reported, the rest runs
+    found = rows(results)
+    assert [(r["kind"], r["label_set"], r["task"], r["status"]) for r in found] == [
+        ("finetune", None, "sun397", "ok"),
+        ("pretrain", "random_2000", None, "failed"),
+        ("pretrain", "random_250", None, "ok"),
+    ]
+    finetune, failed, pretrain = found
+    assert "between 1 and 1000" in failed["error"]
+    assert pretrain["labels"] == 250 and pretrain["train_images"] == 300 and pretrain["budget"] == 300
+    assert 0 <= pretrain["value"] <= 1 and pretrain["metric"] == "val_top1" and pretrain["images_per_s"] > 0
+    assert Path(pretrain["checkpoint"], "model.pt").is_file()
+    assert finetune["pretrain_id"] == pretrain["unit_id"] and finetune["metric"] == "sun397_top1"
+    assert 0 <= finetune["value"] <= 1 and json.loads(finetune["metrics"])["test_images"] > 0
+    for row in (finetune, pretrain):
+        assert row["run"] == "tiny" and row["grid"] == "classes_vs_examples" and row["trial_id"]
+        assert json.loads(row["config"])["pretrain"]["epochs"] == 1
+        assert json.loads(row["versions"])["ray"] == "2.60.0" and row["git_revision"]
+        assert json.loads(row["hardware"])["num_workers"] == 1 and row["wall_time_s"] > 0
+    assert set(duckdb.sql(f"select * from '{results}/*.parquet'").columns) == set(SCHEMA.names)
+    assert (storage / "tiny" / "config.yaml").is_file()
+
+    ok_files = {f"{r['kind']}-{r['unit_id']}.parquet" for r in found if r["status"] == "ok"}
+    stamps = {name: (results / name).stat().st_mtime_ns for name in ok_files}
+    again = sweep(*args)
+    assert again.returncode == 1 and again.stdout.strip().splitlines()[-1] == str(results)
+    assert "[done]" in again.stdout and "(0 to run)" in again.stdout
+    assert {name: (results / name).stat().st_mtime_ns for name in ok_files} == stamps  # not run again
+    assert len(rows(results)) == 3  # the failed unit was retried and its row replaced, not duplicated
