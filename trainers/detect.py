@@ -178,12 +178,18 @@ def distributed_launch() -> dict:
     """Runner settings that run this process as one rank of the caller's process group, when there is one.
 
     mmengine's Runner only calls ``init_dist`` when ``torch.distributed.is_initialized()`` is False, so with
-    launcher "pytorch" it takes the existing group as it is (backend, ranks). Its default DDP wrapper wants a
-    LOCAL_RANK variable as device id, which is wrong on CPU (DDP takes no device ids for CPU modules); the ids
-    are given here: the current CUDA device, which the caller chose (Ray Train sets it per worker), or none.
+    launcher "pytorch" it takes the existing group as it is (backend, ranks). Its DDP wrapper takes the LOCAL_RANK
+    variable as device id, which is wrong on CPU (DDP takes no device ids for CPU modules); the ids are given
+    here: the current CUDA device, which the caller chose (Ray Train sets it per worker), or none. mmengine still
+    reads LOCAL_RANK first, so it must be set, as Ray Train and torchrun do.
     """
     if not (dist.is_available() and dist.is_initialized()):
         return {"launcher": "none"}
+    if "LOCAL_RANK" not in os.environ:
+        raise RuntimeError(
+            "torch.distributed is initialised but LOCAL_RANK is not set: mmengine reads it in a distributed run. "
+            "Set LOCAL_RANK to this process's rank on its node (Ray Train and torchrun set it)."
+        )
     return {
         "launcher": "pytorch",
         "model_wrapper_cfg": dict(
