@@ -112,19 +112,21 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(), "git_revision": git_revision(),
     }  # fmt: skip
     points = [
-        {"settings": settings, "point": {
-            "pretraining": dataclasses.asdict(p),
-            "finetunings": [dataclasses.asdict(f) for f in plan.finetunings_of(p.unit_id)]}}
+        {"pretraining": dataclasses.asdict(p),
+         "finetunings": [dataclasses.asdict(f) for f in plan.finetunings_of(p.unit_id)]}
         for p in plan.pretrainings
         if p.unit_id not in finished or any(f.unit_id not in finished for f in plan.finetunings_of(p.unit_id))
     ]  # fmt: skip
     if points:
-        _sweep(config, points, run_dir)
+        _sweep(config, points, settings, run_dir)
     return _summarise(store, plan)
 
 
-def _sweep(config, points: list[dict], run_dir: str) -> None:
+def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> None:
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # A worker group waits for its turn when trials outnumber free CPUs, and a busy machine
+    # starts worker processes slowly: Ray Train's 60 s default then fails healthy runs.
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "1800")
     if config.ray.address:
         ray.init(address=config.ray.address)
     else:
@@ -134,7 +136,7 @@ def _sweep(config, points: list[dict], run_dir: str) -> None:
         concurrent = config.ray.max_concurrent_trials or _trials_that_fit(config)
         tuner = tune.Tuner(
             # The trial only drives trainers, whose workers hold the CPUs and GPUs.
-            tune.with_resources(sweep_trial, {"CPU": 0.01}),
+            tune.with_resources(tune.with_parameters(sweep_trial, settings=settings), {"CPU": 0.01}),
             param_space=tune.grid_search(points),
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
             run_config=tune.RunConfig(name="tune", storage_path=run_dir),

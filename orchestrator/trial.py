@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.fs as pafs
+import ray
 import torch
 from ray import tune
 from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
@@ -26,14 +27,16 @@ from trainers import classify, pretrain
 ERROR_LIMIT = 4000  # characters of a traceback kept in a failed row
 
 
-def sweep_trial(config: dict) -> None:
-    settings, job = config["settings"], config["point"]
+def sweep_trial(job: dict, settings: dict) -> None:
+    """``job``: the grid point's pretraining and fine-tunings (Tune's config, shown in its
+    progress table); ``settings``: what every trial shares (run, storage, resources, versions)."""
     store = Store(settings["results"])
     finished = store.finished()
     context = {
         "run": settings["run"], "grid": settings["grid"], "trial_id": tune.get_context().get_trial_id(),
         "config": settings["config"], "versions": settings["versions"], "git_revision": settings["git_revision"],
-        "hardware": {"node": socket.gethostname(), **settings["resources"],
+        "hardware": {"node": socket.gethostname(), "ray_node_id": ray.get_runtime_context().get_node_id(),
+                     **settings["resources"],
                      "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
     }  # fmt: skip
     pretraining = job["pretraining"]

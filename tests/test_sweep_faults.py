@@ -1,0 +1,85 @@
+"""The sweep survives what clusters do: a training worker killed mid-run, the driver
+interrupted and restarted, and a run spread over a two-node Ray cluster. Slow: each starts Ray
+and several worker groups (`pytest -m slow`)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from ray.cluster_utils import Cluster
+from test_sweep import TINY, rows, sweep
+
+pytestmark = pytest.mark.slow
+
+ONE_POINT = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[sun397]", "grid.seeds=[0]"]
+
+
+def start(*overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.run", *overrides], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def wait_for(condition, what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(1)
+
+
+def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
+    run = start(*ONE_POINT, "pretrain.epochs=4", f"storage={tmp_path}", "run=kill")
+    checkpoints = lambda: list((tmp_path / "kill" / "train").glob("pretrain-*/checkpoint_*"))  # noqa: E731
+    wait_for(checkpoints, "the first pretraining checkpoint")
+    killed = subprocess.run(["pkill", "-9", "-f", "ray::RayTrainWorker"]).returncode
+    output, _ = run.communicate(timeout=900)
+    assert killed == 0, "no training worker was running"
+    assert run.returncode == 0, output[-3000:]
+    found = rows(tmp_path / "kill" / "results")
+    assert [(r["kind"], r["status"]) for r in found] == [("finetune", "ok"), ("pretrain", "ok")]
+    history = json.loads(found[1]["metrics"])["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # every epoch once: resumed, not restarted
+
+
+def test_interrupted_driver_resumes_without_duplicates(tmp_path):
+    args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_500}]", "grid.tasks=[sun397]",
+            "grid.seeds=[0,1]", "ray.max_concurrent_trials=1", f"storage={tmp_path}", "run=interrupt"]  # fmt: skip
+    results = tmp_path / "interrupt" / "results"
+    run = start(*args)
+    wait_for(lambda: results.is_dir() and any(results.glob("pretrain-*.parquet")), "the first pretraining row")
+    run.send_signal(signal.SIGINT)
+    try:
+        run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.communicate()
+    before = {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")}
+    assert 1 <= len(before) < 6
+    resumed = sweep(*args)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    found = rows(results)
+    assert len(found) == 6 and len({r["unit_id"] for r in found}) == 6  # 2 pretrainings, 4 fine-tunings
+    assert all(r["status"] == "ok" for r in found)
+    assert {name: (results / name).stat().st_mtime_ns for name in before} == before  # finished work kept
+
+
+def test_two_node_cluster_with_storage_outside_the_working_directory(tmp_path):
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        driver_dir, storage = tmp_path / "driver", tmp_path / "shared" / "runs"
+        driver_dir.mkdir()
+        args = [*TINY, "grid.points=[{label_set:random_250},{label_set:up_down_127}]", "grid.tasks=[sun397]",
+                "grid.seeds=[0]", f"ray.address={cluster.address}", f"storage={storage}", "run=cluster"]  # fmt: skip
+        result = sweep(*args, cwd=driver_dir)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.stdout.strip().splitlines()[-1] == str(storage / "cluster" / "results")
+        found = rows(storage / "cluster" / "results")
+        assert len(found) == 4 and all(r["status"] == "ok" for r in found)
+        assert not any(driver_dir.iterdir())  # nothing was written where the driver ran
+    finally:
+        cluster.shutdown()
