@@ -59,8 +59,9 @@ def main() -> None:
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(
-        f"AlexNet imagenet variant, width {args.width}; synthetic VOC {args.scale}; shorter side {args.image_scale} px; "
-        f"batch {args.batch_size}; {args.iterations} iterations; {args.workers} loader workers; "
+        f"AlexNet imagenet variant, width {args.width}; synthetic VOC {args.scale}; "
+        f"shorter side {args.image_scale} px; batch {args.batch_size}; {args.iterations} iterations; "
+        f"{args.workers} loader workers; "
         f"{os.cpu_count()} cores; torch {torch.__version__}"
     )
     for device in devices:
@@ -71,7 +72,8 @@ def main() -> None:
         if done.returncode:
             sys.exit(f"{device} run failed:\n{done.stderr[-3000:]}")
         figures = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{name:30s} {figures['images_per_second']:7.2f} images/s   ({figures['seconds']:.0f} s with set-up and test)")
+        speed, seconds = figures["images_per_second"], figures["seconds"]
+        print(f"{name:30s} {speed:7.2f} images/s   ({seconds:.0f} s with set-up and test)")
 
 
 if __name__ == "__main__":
