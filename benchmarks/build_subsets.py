@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from subsets import labels
 from subsets.manifest import SubsetSpec, make_manifest
 from subsets.wordnet import class_list
 

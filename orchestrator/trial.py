@@ -76,6 +76,16 @@ def _run_config(name: str, settings: dict) -> RunConfig:
     )
 
 
+def _fit(train_fn, loop_config: dict, name: str, settings: dict, state_file: str) -> tuple[Checkpoint, dict]:
+    """Fits a TorchTrainer (resuming the Train run of that name if it exists) and returns its
+    last checkpoint and the named file in it."""
+    result = TorchTrainer(
+        train_fn, train_loop_config=loop_config, scaling_config=_scaling(settings), run_config=_run_config(name, settings)
+    ).fit()
+    with result.checkpoint.as_directory() as directory:
+        return result.checkpoint, torch.load(Path(directory) / state_file, weights_only=True)
+
+
 def _failed(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))[-ERROR_LIMIT:]
 
@@ -96,18 +106,14 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
         loop_config = {**job["recipe"], "manifest": manifest, "data_source": subset_spec.source,
                        "num_labels": facts["labels"], "use_gpu": settings["resources"]["use_gpu"],
                        "loader_workers": settings["pretrain_loader_workers"]}  # fmt: skip
-        result = TorchTrainer(
-            pretrain.train_fn_per_worker,
-            train_loop_config=loop_config,
-            scaling_config=_scaling(settings),
-            run_config=_run_config(f"pretrain-{job['unit_id']}", settings),
-        ).fit()
-        with result.checkpoint.as_directory() as directory:
-            history = torch.load(Path(directory) / pretrain.STATE_FILE, weights_only=True)["history"]
+        checkpoint, state = _fit(
+            pretrain.train_fn_per_worker, loop_config, f"pretrain-{job['unit_id']}", settings, pretrain.STATE_FILE
+        )
+        history = state["history"]
         final = history[-1]
         row |= {"status": "ok", "value": final["val_top1"], "metrics": {"final": final, "history": history},
                 "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
-                "checkpoint": _uri(result.checkpoint)}  # fmt: skip
+                "checkpoint": _uri(checkpoint)}  # fmt: skip
     except Exception as error:  # the unit fails alone: its row says why, the sweep goes on
         row |= {"status": "failed", "error": _failed(error)}
     row["wall_time_s"] = time.perf_counter() - started
@@ -123,15 +129,9 @@ def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint
                    "use_gpu": settings["resources"]["use_gpu"], "loader_workers": settings["finetune_loader_workers"],
                    "image_size": pretraining["recipe"]["image_size"]}  # fmt: skip
     try:
-        result = TorchTrainer(
-            classify.finetune_fn_per_worker,
-            train_loop_config=loop_config,
-            scaling_config=_scaling(settings),
-            run_config=_run_config(f"finetune-{pretrain_id}-group{index}", settings),
-        ).fit()
-        with result.checkpoint.as_directory() as directory:
-            results = torch.load(Path(directory) / classify.PROGRESS_FILE, weights_only=True)["results"]
-        error = None
+        name = f"finetune-{pretrain_id}-group{index}"
+        _, progress = _fit(classify.finetune_fn_per_worker, loop_config, name, settings, classify.PROGRESS_FILE)
+        results, error = progress["results"], None
     except Exception as failure:
         results, error = {}, _failed(failure)
     for unit in units:

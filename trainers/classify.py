@@ -136,6 +136,6 @@ def _finetune(unit: dict, pretrained, config: dict, device, progress: dict) -> d
         snapshot = {"results": results, "current": progress["current"]}
         engine.report(
             {"unit_id": unit["unit_id"], "epoch": epoch + 1, "finished": len(results), **epoch_metrics},
-            lambda directory: torch.save(snapshot, directory / PROGRESS_FILE),
+            lambda directory, snapshot=snapshot: torch.save(snapshot, directory / PROGRESS_FILE),
         )
     return results[unit["unit_id"]]
