@@ -33,7 +33,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert "grid classes_vs_examples: 4 pretrainings, 16 fine-tunings" in out
     for label_set in ("fine", "random_500", "random_250", "up_down_127"):
         assert label_set in out
-    assert "estimate: 80,000 pretraining image passes" in out
+    assert "estimate: 96,000 pretraining image passes" in out
     assert not list((tmp_path / "classes_vs_examples" / "results").iterdir())
 
 
