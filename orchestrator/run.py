@@ -135,8 +135,9 @@ def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> None:
     try:
         concurrent = config.ray.max_concurrent_trials or _trials_that_fit(config)
         tuner = tune.Tuner(
-            # The trial only drives trainers, whose workers hold the CPUs and GPUs.
-            tune.with_resources(tune.with_parameters(sweep_trial, settings=settings), {"CPU": 0.01}),
+            # The trial only drives trainers, whose workers hold the CPUs and GPUs. Even a sliver of
+            # a CPU per trial would leave no node a whole CPU for a worker; a token of memory is free.
+            tune.with_resources(tune.with_parameters(sweep_trial, settings=settings), {"CPU": 0, "memory": 2**20}),
             param_space=tune.grid_search(points),
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
             run_config=tune.RunConfig(name="tune", storage_path=run_dir),
