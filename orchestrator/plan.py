@@ -49,8 +49,9 @@ def make_plan(config: DictConfig) -> Plan:
     grid = config.grid
     pretrain = OmegaConf.to_container(config.pretrain, resolve=True)
     finetune = {k: v for k, v in OmegaConf.to_container(config.finetune, resolve=True).items() if k != "groups"}
-    for volatile in ("loader_workers",):  # how fast, not what: not part of a unit's identity
-        pretrain.pop(volatile), finetune.pop(volatile)
+    # How fast, not what: the loader processes are not part of a unit's identity.
+    pretrain.pop("loader_workers")
+    finetune.pop("loader_workers")
     pretrainings, finetunings = [], []
     for point in grid.points:
         point = OmegaConf.to_container(point, resolve=True)

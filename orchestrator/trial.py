@@ -47,9 +47,10 @@ def sweep_trial(job: dict, settings: dict) -> None:
     checkpoint = _checkpoint(row["checkpoint"])
     units = job["finetunings"]
     groups = [units[k :: settings["finetune_groups"]] for k in range(settings["finetune_groups"])]
-    todo = [[u for u in group if u["unit_id"] not in finished] for group in groups if group]
     run_group = lambda index_group: _finetune(*index_group, pretraining, checkpoint, settings, context, store)  # noqa: E731
-    pending = [(k, group) for k, group in enumerate(todo) if group]
+    # A group keeps its index across reruns: it names the Train run that a rerun resumes.
+    todo = [(k, [u for u in group if u["unit_id"] not in finished]) for k, group in enumerate(groups)]
+    pending = [(k, group) for k, group in todo if group]
     if len(pending) > 1:
         with ThreadPoolExecutor(len(pending)) as pool:
             list(pool.map(run_group, pending))
