@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from subsets.labels import check_name
-from trainers.classify import TASKS
+from trainers.finetune import TASKS
 from trainers.models import AlexNetConfig
 
 CONF_DIR = Path(__file__).parent / "conf"
@@ -90,6 +90,10 @@ def check(config: DictConfig) -> None:
             value = config[section].get(key, 1) if key == "image_size" else config[section][key]
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{section}.{key} must be a whole number >= 1, not {value!r}")
+    for key in ("iterations", "batch_size", "image_scale", "checkpoint_interval"):
+        value = config.finetune.detection[key]
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"finetune.detection.{key} must be a whole number >= 1, not {value!r}")
     if config.resources.num_workers < 1 or config.finetune.groups < 1:
         raise ConfigError("resources.num_workers and finetune.groups must be >= 1")
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from subsets.manifest import SubsetSpec
 from subsets.wordnet import class_list
-from trainers.classify import TASK_DATASET
+from trainers.finetune import TASK_DATASET, TASKS
 
 
 def content_hash(fields: dict) -> str:
@@ -32,7 +32,7 @@ class Finetuning:
     pretrain_id: str
     task: str
     seed: int
-    recipe: dict  # the finetune section
+    recipe: dict  # the finetune section; finetune.detection for pascal_det
     data_source: str
 
 
@@ -48,10 +48,12 @@ class Plan:
 def make_plan(config: DictConfig) -> Plan:
     grid = config.grid
     pretrain = OmegaConf.to_container(config.pretrain, resolve=True)
-    finetune = {k: v for k, v in OmegaConf.to_container(config.finetune, resolve=True).items() if k != "groups"}
-    # How fast, not what: the loader processes are not part of a unit's identity.
+    finetune = OmegaConf.to_container(config.finetune, resolve=True)
+    # How fast, not what: loader processes and groups are not part of a unit's identity.
+    for how in ("loader_workers", "groups"):
+        finetune.pop(how)
     pretrain.pop("loader_workers")
-    finetune.pop("loader_workers")
+    recipes = {"pascal_det": finetune.pop("detection")} | {task: finetune for task in TASKS if task != "pascal_det"}
     pretrainings, finetunings = [], []
     for point in grid.points:
         point = OmegaConf.to_container(point, resolve=True)
@@ -67,8 +69,8 @@ def make_plan(config: DictConfig) -> Plan:
         for task in grid.tasks:
             source = config.data[TASK_DATASET[task]]
             for seed in grid.seeds:
-                unit = {"pretrain": pretrain_id, "task": task, "seed": seed, "recipe": finetune, "data": source}
-                finetunings.append(Finetuning(content_hash(unit), pretrain_id, task, seed, finetune, source))
+                unit = {"pretrain": pretrain_id, "task": task, "seed": seed, "recipe": recipes[task], "data": source}
+                finetunings.append(Finetuning(content_hash(unit), pretrain_id, task, seed, recipes[task], source))
     return Plan(pretrainings, finetunings)
 
 

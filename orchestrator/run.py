@@ -30,8 +30,8 @@ from orchestrator.config import ConfigError, available, load, run_name
 from orchestrator.plan import describe, make_plan
 from orchestrator.store import Store, filesystem_of, join
 from orchestrator.trial import sweep_trial
-from trainers.classify import TASK_DATASET
 from trainers.data import GENERATE_HINT
+from trainers.finetune import TASK_DATASET
 
 PACKAGES = ("torch", "torchvision", "ray", "mmcv", "mmdet", "mmengine", "nltk", "timm", "pyarrow", "transfer-grids")
 ROOT = Path(__file__).resolve().parents[1]

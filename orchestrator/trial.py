@@ -16,13 +16,13 @@ import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
-from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from orchestrator.store import Store, filesystem_of, join
 from subsets.manifest import SubsetSpec, build
-from trainers import classify, pretrain
+from trainers import finetune, pretrain
 
 ERROR_LIMIT = 4000  # characters of a traceback kept in a failed row
 
@@ -73,6 +73,9 @@ def _run_config(name: str, settings: dict) -> RunConfig:
         name=name,
         storage_path=settings["train_storage"],
         failure_config=FailureConfig(max_failures=settings["resources"]["max_failures"]),
+        # The latest checkpoint holds all a run needs (a pretraining's model, a fine-tuning group's results); the
+        # one before it stays as a spare. Keeping every epoch's (or every detector interval's) would fill disks.
+        checkpoint_config=CheckpointConfig(num_to_keep=2),
         callbacks=[TuneReportCallback()],
     )
 
@@ -125,26 +128,26 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
 def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint, settings, context, store) -> None:
     started = time.perf_counter()
     pretrain_id = pretraining["unit_id"]
-    loop_config = {**units[0]["recipe"], "units": [{k: u[k] for k in ("unit_id", "task", "seed")} for u in units],
+    loop_config = {"units": [{k: u[k] for k in ("unit_id", "task", "seed", "recipe")} for u in units],
                    "pretrained": checkpoint, "data_sources": {u["task"]: u["data_source"] for u in units},
                    "use_gpu": settings["resources"]["use_gpu"], "loader_workers": settings["finetune_loader_workers"],
                    "image_size": pretraining["recipe"]["image_size"]}  # fmt: skip
     try:
         name = f"finetune-{pretrain_id}-group{index}"
-        _, progress = _fit(classify.finetune_fn_per_worker, loop_config, name, settings, classify.PROGRESS_FILE)
+        _, progress = _fit(finetune.finetune_fn_per_worker, loop_config, name, settings, finetune.PROGRESS_FILE)
         results, error = progress["results"], None
     except Exception as failure:
         results, error = {}, _failed(failure)
     for unit in units:
         row = {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretrain_id,
-               "task": unit["task"], "seed": unit["seed"], "epochs": unit["recipe"]["epochs"],
+               "task": unit["task"], "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"),
                "checkpoint": _uri(checkpoint), "wall_time_s": time.perf_counter() - started}  # fmt: skip
         outcome = results.get(unit["unit_id"])
         if outcome is None:
             row |= {"status": "failed", "error": error or "the fine-tuning group ended without this unit's result"}
         else:
             row |= {"status": "ok", "metric": f"{unit['task']}_{outcome['metric']}", "value": outcome["value"],
-                    "metrics": outcome, "images_per_s": outcome["images_per_s"],
+                    "metrics": outcome, "images_per_s": outcome["images_per_s"], "train_images": outcome["train_images"],
                     "wall_time_s": outcome["wall_time_s"]}  # fmt: skip
         store.write(row)
 

@@ -18,11 +18,14 @@ from mmengine.dist import get_dist_info
 from mmengine.evaluator import Evaluator
 from mmengine.registry import init_default_scope
 from mmengine.runner import CheckpointLoader
+from omegaconf import OmegaConf
 
+from embedded import voc
 from trainers.data import VOC_CLASSES, DataFormatError, list_voc_detection
 from trainers.detect import detector_config, finetune_detection
 from trainers.models import AlexNet, AlexNetConfig, load_checkpoint, save_checkpoint
 
+ROOT = Path(__file__).resolve().parents[1]
 # Lean settings for 2 CPU cores: the tiny VOC at its own size (128 x 96 px), no data-loader processes.
 FAST = dict(batch_size=2, image_scale=96, workers=0)
 
@@ -224,6 +227,25 @@ def test_resumes_an_interrupted_run_from_its_work_dir(tmp_path, tiny_voc):
     assert CheckpointLoader.load_checkpoint(str(run.resolve() / "iter_6.pth"))["meta"]["iter"] == 6
     with pytest.raises(Exception, match="Weights only load failed"):
         CheckpointLoader.load_checkpoint(str(elsewhere.resolve()))
+
+
+def test_training_on_the_synthetic_voc_beats_an_untrained_detector(tmp_path):
+    """The embedded scale's detection recipe, from a randomly initialised small trunk (the embedded pretraining's
+    network): its training alone must take the detector from chance to finding objects."""
+    recipe = OmegaConf.load(ROOT / "orchestrator" / "conf" / "scale" / "embedded.yaml").finetune.detection
+    settings = {key: recipe[key] for key in ("batch_size", "lr", "image_scale")}
+    checkpoint = fresh_alexnet(tmp_path / "alexnet.pt", variant="small", width=0.25, dropout=0.0)
+    voc_root = voc.ensure("default")
+    untrained = finetune_detection(
+        checkpoint, voc_root, tmp_path / "untrained", iterations=0, checkpoint_interval=1, workers=0, **settings
+    )
+    trained = finetune_detection(
+        checkpoint, voc_root, tmp_path / "trained", iterations=recipe.iterations,
+        checkpoint_interval=recipe.iterations, workers=0, **settings,
+    )  # fmt: skip
+    assert untrained["iterations"] == 0 and untrained["map"] < 0.002
+    assert trained["iterations"] == recipe.iterations and trained["map"] > 0.02
+    assert sum(ap > 0.1 for ap in trained["ap_per_class"].values()) >= 2
 
 
 def free_port() -> int:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from subsets import labels
 from embedded.wordnet import first_parent_chain
+from subsets import labels
 from subsets.wordnet import UnknownClassError, ancestors, class_list, synset_named, synset_of
 
 DOWN_UP_COUNTS = [1000, 999, 977, 918, 877, 820, 753, 694, 596, 486, 345, 206, 79, 36, 17, 9, 5, 2, 1]

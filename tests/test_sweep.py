@@ -12,9 +12,12 @@ import pytest
 
 from orchestrator.run import main
 from orchestrator.store import SCHEMA
+from trainers.data import VOC_CLASSES
 
 TINY = ["data.imagenet=embedded:tiny", "data.voc=embedded:tiny", "data.sun397=embedded:tiny",
-        "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300"]  # fmt: skip
+        "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300", "finetune.detection.iterations=4",
+        "finetune.detection.checkpoint_interval=2", "finetune.detection.image_scale=96",
+        "finetune.detection.batch_size=2"]  # fmt: skip
 
 
 def sweep(*overrides: str, timeout=900, **popen) -> subprocess.CompletedProcess:
@@ -61,7 +64,7 @@ def test_missing_data_root_says_how_to_get_data(tmp_path, capsys):
 
 def test_tiny_grid_end_to_end_then_resume(tmp_path):
     storage = tmp_path / "elsewhere"
-    args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_2000}]", "grid.tasks=[sun397]",
+    args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_2000}]", "grid.tasks=[sun397,pascal_det]",
             "grid.seeds=[0]", f"storage={storage}", "run=tiny"]  # fmt: skip
     first = sweep(*args)
     results = storage / "tiny" / "results"
@@ -69,18 +72,24 @@ def test_tiny_grid_end_to_end_then_resume(tmp_path):
     assert first.returncode == 1  # one point cannot be built: its failure is reported, the rest runs
     found = rows(results)
     assert [(r["kind"], r["label_set"], r["task"], r["status"]) for r in found] == [
+        ("finetune", None, "pascal_det", "ok"),
         ("finetune", None, "sun397", "ok"),
         ("pretrain", "random_2000", None, "failed"),
         ("pretrain", "random_250", None, "ok"),
     ]
-    finetune, failed, pretrain = found
+    detection, finetune, failed, pretrain = found
     assert "between 1 and 1000" in failed["error"]
     assert pretrain["labels"] == 250 and pretrain["train_images"] == 300 and pretrain["budget"] == 300
     assert 0 <= pretrain["value"] <= 1 and pretrain["metric"] == "val_top1" and pretrain["images_per_s"] > 0
     assert Path(pretrain["checkpoint"], "model.pt").is_file()
     assert finetune["pretrain_id"] == pretrain["unit_id"] and finetune["metric"] == "sun397_top1"
     assert 0 <= finetune["value"] <= 1 and json.loads(finetune["metrics"])["test_images"] > 0
-    for row in (finetune, pretrain):
+    assert detection["pretrain_id"] == pretrain["unit_id"] and detection["metric"] == "pascal_det_map"
+    metrics = json.loads(detection["metrics"])
+    assert 0 <= detection["value"] == metrics["map"] <= 1 and metrics["iterations"] == 4
+    assert {f"ap_{name}" for name in VOC_CLASSES} <= metrics.keys() and metrics["test_images"] == 40
+    assert detection["train_images"] == 40 and detection["images_per_s"] > 0
+    for row in (detection, finetune, pretrain):
         assert row["run"] == "tiny" and row["grid"] == "classes_vs_examples" and row["trial_id"]
         assert json.loads(row["config"])["pretrain"]["epochs"] == 1
         assert json.loads(row["versions"])["ray"] == "2.60.0" and row["git_revision"]
@@ -94,4 +103,4 @@ def test_tiny_grid_end_to_end_then_resume(tmp_path):
     assert again.returncode == 1 and again.stdout.strip().splitlines()[-1] == str(results)
     assert "[done]" in again.stdout and "(0 to run)" in again.stdout
     assert {name: (results / name).stat().st_mtime_ns for name in ok_files} == stamps  # not run again
-    assert len(rows(results)) == 3  # the failed unit was retried and its row replaced, not duplicated
+    assert len(rows(results)) == 4  # the failed unit was retried and its row replaced, not duplicated

@@ -44,6 +44,22 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # every epoch once: resumed, not restarted
 
 
+def test_killed_detection_worker_resumes_from_its_detector_checkpoint(tmp_path):
+    args = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[pascal_det]", "grid.seeds=[0]",
+            "finetune.detection.iterations=200", "finetune.detection.checkpoint_interval=10"]  # fmt: skip
+    run = start(*args, f"storage={tmp_path}", "run=kill")
+    checkpoints = lambda: list((tmp_path / "kill" / "train").glob("finetune-*/checkpoint_*"))  # noqa: E731
+    wait_for(checkpoints, "the first detector checkpoint")
+    killed = subprocess.run(["pkill", "-9", "-f", "ray::RayTrainWorker"]).returncode
+    output, _ = run.communicate(timeout=900)
+    assert killed == 0, "no training worker was running"
+    assert run.returncode == 0, output[-3000:]
+    (detection,) = [r for r in rows(tmp_path / "kill" / "results") if r["kind"] == "finetune"]
+    metrics = json.loads(detection["metrics"])
+    assert metrics["iterations"] == 200 and metrics["resumed_from"] >= 10  # resumed, not restarted
+    assert len(checkpoints()) <= 2  # older Ray Train checkpoints were deleted
+
+
 def test_interrupted_driver_resumes_without_duplicates(tmp_path):
     args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_500}]", "grid.tasks=[sun397]",
             "grid.seeds=[0,1]", "ray.max_concurrent_trials=1", f"storage={tmp_path}", "run=interrupt"]  # fmt: skip

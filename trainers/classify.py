@@ -1,36 +1,25 @@
-"""Fine-tuning a pretrained AlexNet on the classification target tasks: the loop every Ray Train
-worker runs.
+"""Fine-tuning a pretrained AlexNet on the classification target tasks, one unit of a fine-tuning worker
+group's list (trainers/finetune.py):
 
   sun397       SUN397 scene classification (train/test partition 1), top-1 accuracy
   voc_action   PASCAL VOC 2012 action classification of the given person boxes (train -> val),
                mean average precision over the 10 actions
 
-One worker group runs a list of fine-tunings (task, seed) one after another, so that Ray Train's
-start-up is paid once per list rather than once per fine-tuning. fc8 is replaced by a fresh
-layer for each; the rest starts from the pretrained weights. A checkpoint after every epoch
-holds the results finished so far and the current fine-tuning's state, so a restarted worker
-group resumes mid-list.
+fc8 is replaced by a fresh layer; the rest starts from the pretrained weights.
 """
 
 import copy
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import ray.train
-import ray.train.torch
 import torch
 from torch import nn
 
-from embedded import sources
 from trainers import engine
 from trainers.data import VOC_ACTIONS, ImageDataset, list_sun397, list_voc_action, voc_crop
 from trainers.metrics import mean_average_precision, top1
-from trainers.models import load_checkpoint
 
-PROGRESS_FILE = "finetune_progress.pt"
 ACTION_CONTEXT = 0.5  # person boxes grow by half their size on each side: the props are around them
 
 
@@ -71,71 +60,44 @@ def voc_action(root: str, image_size: int) -> TaskData:
 
 
 TASKS = {"sun397": sun397, "voc_action": voc_action}
-TASK_DATASET = {"sun397": "sun397", "voc_action": "voc"}  # the embedded.sources name of each task's data
-PRIMARY_METRIC = {"sun397": "top1", "voc_action": "map"}
 
 
-def finetune_fn_per_worker(config: dict) -> None:
-    """``config``: units (list of {unit_id, task, seed}), pretrained (a ray.train.Checkpoint),
-    data_sources ({task: embedded:<scale> or a path}), image_size, epochs, batch_size, lr, momentum, weight_decay,
-    lr_step_epochs, loader_workers, use_gpu."""
-    device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
-    with config["pretrained"].as_directory() as directory:
-        pretrained, _ = load_checkpoint(Path(directory) / "model.pt")
-    progress = (engine.restore([PROGRESS_FILE]) or {PROGRESS_FILE: {"results": {}, "current": None}})[PROGRESS_FILE]
-    for unit in config["units"]:
-        if unit["unit_id"] not in progress["results"]:
-            progress["results"][unit["unit_id"]] = _finetune(unit, pretrained, config, device, progress)
-            progress["current"] = None
-
-
-def _finetune(unit: dict, pretrained, config: dict, device, progress: dict) -> dict:
-    started = time.perf_counter()
+def finetune_classifier(unit, pretrained, root: str, config: dict, device, results: dict, current, report) -> dict:
+    """One classification unit: fc8 replaced for the task, every layer trained; resumed from ``current`` (the
+    state ``report`` checkpointed after an epoch) when given. Returns the test metrics and the run's figures."""
+    recipe = unit["recipe"]
     torch.manual_seed(unit["seed"])
-    root = sources.resolve(TASK_DATASET[unit["task"]], config["data_sources"][unit["task"]])
-    task = TASKS[unit["task"]](str(root), config["image_size"])
+    task = TASKS[unit["task"]](root, config["image_size"])
     network = copy.deepcopy(pretrained)
     network.replace_fc8(task.outputs)
     model = engine.prepare(network, config["use_gpu"])
     optimizer = torch.optim.SGD(
-        model.parameters(), config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"]
+        model.parameters(), recipe["lr"], momentum=recipe["momentum"], weight_decay=recipe["weight_decay"]
     )
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, config["lr_step_epochs"], gamma=0.1)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, recipe["lr_step_epochs"], gamma=0.1)
     first_epoch, images_per_s = 0, []
-    current = progress["current"]
-    if current and current["unit_id"] == unit["unit_id"]:
+    if current:
         network.load_state_dict(current["model"])
         optimizer.load_state_dict(current["optimizer"])
         schedule.load_state_dict(current["schedule"])
         first_epoch, images_per_s = current["epoch"], current["images_per_s"]
-    train = engine.loader(task.train, config["batch_size"], True, unit["seed"], config["loader_workers"])
-    test = engine.loader(task.test, config["batch_size"], False, unit["seed"], config["loader_workers"])
-    for epoch in range(first_epoch, config["epochs"]):
+    train = engine.loader(task.train, recipe["batch_size"], True, unit["seed"], config["loader_workers"])
+    test = engine.loader(task.test, recipe["batch_size"], False, unit["seed"], config["loader_workers"])
+    for epoch in range(first_epoch, recipe["epochs"]):
         epoch_metrics = engine.train_epoch(model, train, optimizer, task.loss, device, config["use_gpu"], epoch)
         schedule.step()
         images_per_s.append(epoch_metrics["images_per_s"])
-        last = epoch + 1 == config["epochs"]
-        results = dict(progress["results"])
-        if last:
-            scores, targets = engine.predict(model, test, device)
-            metrics = task.evaluate(scores, targets)
-            results[unit["unit_id"]] = {
-                **metrics,
-                "metric": PRIMARY_METRIC[unit["task"]],
-                "value": metrics[PRIMARY_METRIC[unit["task"]]],
-                "images_per_s": float(np.mean(images_per_s)),
-                "wall_time_s": time.perf_counter() - started,
-                "epochs": config["epochs"],
-                "train_images": len(task.train),
-                "test_images": len(task.test),
-            }
-        progress["current"] = None if last else {
-            "unit_id": unit["unit_id"], "epoch": epoch + 1, "images_per_s": images_per_s,
-            "model": network.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-        }  # fmt: skip
-        snapshot = {"results": results, "current": progress["current"]}
-        engine.report(
-            {"unit_id": unit["unit_id"], "epoch": epoch + 1, "finished": len(results), **epoch_metrics},
-            lambda directory, snapshot=snapshot: torch.save(snapshot, directory / PROGRESS_FILE),
-        )
-    return results[unit["unit_id"]]
+        if epoch + 1 < recipe["epochs"]:  # the last epoch's state is the result, which the caller reports
+            state = {
+                "unit_id": unit["unit_id"], "epoch": epoch + 1, "images_per_s": images_per_s,
+                "model": network.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            }  # fmt: skip
+            report({"unit_id": unit["unit_id"], "epoch": epoch + 1, **epoch_metrics}, results, state)
+    scores, targets = engine.predict(model, test, device)
+    return {
+        **task.evaluate(scores, targets),
+        "images_per_s": float(np.mean(images_per_s)),
+        "epochs": recipe["epochs"],
+        "train_images": len(task.train),
+        "test_images": len(task.test),
+    }

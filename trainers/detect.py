@@ -17,8 +17,10 @@ import math
 import multiprocessing
 import os
 import re
+import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -116,6 +118,21 @@ class VOCMetricPerClass(VOCMetric):
         )
         aps = {f"AP_{name}": float(c["ap"]) if c["num_gts"] else math.nan for name, c in zip(classes, per_class)}
         return {"mAP": float(mean_ap), **aps}
+
+
+class AfterCheckpoint(Hook):
+    """Calls ``callback(iteration, path)`` on every rank right after the CheckpointHook saved a checkpoint
+    (every ``interval`` iterations and after the last one); ``path`` is the saved file on rank 0, None on the
+    others. Registered with a lower priority than the CheckpointHook, so it runs after it."""
+
+    def __init__(self, interval: int, callback: Callable[[int, Path | None], None]):
+        self.interval = interval
+        self.callback = callback
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.every_n_train_iters(runner, self.interval) or self.is_last_train_iter(runner):
+            saved = Path(runner.work_dir) / f"iter_{runner.iter + 1}.pth"
+            self.callback(runner.iter + 1, saved if runner.rank == 0 else None)
 
 
 class TrainingTimer(Hook):
@@ -222,8 +239,10 @@ def set_data(cfg: Config, data_root: Path, image_scale: int, batch_size: int, wo
     cfg.train_dataloader.batch_size = batch_size
 
 
-def set_alexnet(cfg: Config, checkpoint: Path) -> None:
-    """Channels, fc sizes and stride from the AlexNet stored in the checkpoint, so that any width loads."""
+def set_alexnet(cfg: Config, checkpoint: Path, image_scale: int) -> None:
+    """Channels, fc sizes and stride from the AlexNet stored in the checkpoint, so that any width loads; anchors
+    as many pixels at ``image_scale`` as the config's ``anchor_sizes`` are at 600 px, so that they cover the same
+    share of the image at any scale."""
     alexnet, _ = load_checkpoint(checkpoint)
     config = alexnet.config
     channels = alexnet.trunk[-2].out_channels  # conv5
@@ -232,7 +251,8 @@ def set_alexnet(cfg: Config, checkpoint: Path) -> None:
     model.data_preprocessor.pad_size_divisor = stride
     model.backbone.update(variant=config.variant, width=config.width, checkpoint=str(checkpoint))
     model.rpn_head.update(in_channels=channels, feat_channels=channels)
-    model.rpn_head.anchor_generator.update(strides=[stride], scales=[size / stride for size in cfg.anchor_sizes])
+    sizes = [size * image_scale / 600 for size in cfg.anchor_sizes]
+    model.rpn_head.anchor_generator.update(strides=[stride], scales=[size / stride for size in sizes])
     model.roi_head.bbox_roi_extractor.update(out_channels=channels, featmap_strides=[stride])
     model.roi_head.bbox_head.update(
         in_channels=channels,
@@ -257,7 +277,7 @@ def detector_config(
 ) -> Config:
     """The config file with everything that depends on this run filled in."""
     cfg = Config.fromfile(CONFIG)
-    set_alexnet(cfg, checkpoint)
+    set_alexnet(cfg, checkpoint, image_scale)
     set_data(cfg, data_root, image_scale, batch_size, workers)
     cfg.train_cfg.max_iters = iterations
     cfg.param_scheduler = learning_rate_schedule(iterations)
@@ -286,6 +306,8 @@ def finetune_detection(
     image_scale: int = 600,
     checkpoint_interval: int = 1000,
     workers: int = 2,
+    resume_from: str | Path | None = None,
+    on_checkpoint: Callable[[int, Path | None], None] | None = None,
 ) -> dict:
     """Fine-tune a Faster R-CNN from an AlexNet checkpoint on VOC2007 trainval, then test it on VOC2007 test.
 
@@ -296,11 +318,14 @@ def finetune_detection(
     ``work_dir`` receives mmengine's checkpoints (``iter_<n>.pth``, the last two and the final one, with
     ``last_checkpoint``), a folder of logs per call, and ``result.json`` (the returned dict). Called again on
     the same work_dir, the run resumes from its latest checkpoint, also to go on to more iterations; a finished
-    run is only tested again.
+    run is only tested again. ``resume_from``: a checkpoint of this same run saved elsewhere (e.g. restored from
+    Ray Train's storage onto another node), to resume from when work_dir holds none. ``on_checkpoint(iteration,
+    path)`` is called on every rank after each checkpoint is saved; ``path`` is the file on rank 0, None elsewhere.
 
     Returns ``map`` (11-point, IoU 0.5), ``ap_per_class`` (NaN for classes absent from the test set),
     ``images_per_second`` (training, all ranks; NaN when this call trained fewer than 2 iterations),
-    ``iterations`` (trained in total) and ``resumed_from`` (the iteration this call started at).
+    ``iterations`` (trained in total), ``resumed_from`` (the iteration this call started at), and
+    ``train_images`` and ``test_images`` (trainval images with an object to learn from, test images).
     """
     checkpoint, work_dir = Path(checkpoint), Path(work_dir)
     data_root = check_inputs(checkpoint, Path(voc_root))
@@ -317,7 +342,13 @@ def finetune_detection(
         workers=workers,
     )
     trust_own_checkpoints(cfg.work_dir)
+    if resume_from is not None and not (work_dir / "last_checkpoint").exists():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        cfg.load_from = str(Path(cfg.work_dir) / "resumed_from.pth")  # in the work_dir, which is trusted
+        shutil.copyfile(resume_from, cfg.load_from)
     runner = Runner.from_cfg(cfg)
+    if on_checkpoint is not None:
+        runner.register_hook(AfterCheckpoint(checkpoint_interval, on_checkpoint), priority="LOWEST")
     timer = TrainingTimer()
     runner.register_hook(timer, priority="LOWEST")
     runner.train()
@@ -330,6 +361,8 @@ def finetune_detection(
         "images_per_second": timer.images_per_second,
         "iterations": runner.iter,
         "resumed_from": timer.first_iteration,
+        "train_images": len(runner.train_dataloader.dataset),
+        "test_images": len(runner.test_dataloader.dataset),
     }
     if runner.rank == 0:
         (work_dir / "result.json").write_text(json.dumps(result, indent=1))

@@ -11,7 +11,7 @@ default_scope = "mmdet"
 
 alexnet_checkpoint = None  # a file written by trainers.models.save_checkpoint
 trunk_stride = 16  # conv1-conv5 of the imagenet variant; 4 for the small one
-anchor_sizes = [32, 64, 128, 256, 512]  # pixels, at three aspect ratios each
+anchor_sizes = [32, 64, 128, 256, 512]  # pixels at image_scale 600 (detector_config scales them), 3 aspect ratios each
 
 model = dict(
     type="FasterRCNN",
@@ -76,7 +76,9 @@ model = dict(
             pos_weight=-1,
             debug=False,
         ),
-        rpn_proposal=dict(nms_pre=12000, max_per_img=2000, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
+        # The 2000 best-scored anchors go into the NMS, as in mmdet's Faster R-CNN configs: NMS on CPUs is
+        # quadratic in them, and the C4 configs' 12000 made it three quarters of a CPU training step.
+        rpn_proposal=dict(nms_pre=2000, max_per_img=1000, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
         rcnn=dict(
             assigner=dict(
                 type="MaxIoUAssigner",
@@ -93,7 +95,8 @@ model = dict(
         ),
     ),
     test_cfg=dict(
-        rpn=dict(nms_pre=6000, max_per_img=1000, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
+        # 300 proposals per test image, as the Faster R-CNN paper tested (mmdet: 1000).
+        rpn=dict(nms_pre=1000, max_per_img=300, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
         rcnn=dict(score_thr=0.05, nms=dict(type="nms", iou_threshold=0.5), max_per_img=100),
     ),
 )
