@@ -30,8 +30,8 @@ from orchestrator.config import ConfigError, available, load, run_name
 from orchestrator.plan import describe, make_plan
 from orchestrator.store import Store, filesystem_of, join
 from orchestrator.trial import sweep_trial
-from trainers.data import GENERATE_HINT
-from trainers.finetune import TASK_DATASET
+from trainers.data import GENERATE_HINT, DataFormatError
+from trainers.finetune import TASK_DATASET, check_task_data
 
 PACKAGES = ("torch", "torchvision", "ray", "mmcv", "mmdet", "mmengine", "nltk", "timm", "pyarrow", "transfer-grids")
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,17 +63,26 @@ def git_revision() -> str | None:
 
 
 def check_data(config) -> None:
-    """Every data source exists before anything starts; embedded ones are generated here, once."""
-    needed = {"imagenet"} | {TASK_DATASET[task] for task in config.grid.tasks}
-    for dataset in sorted(needed):
+    """Every data source exists, in the layout its tasks read, before anything starts; embedded ones are
+    generated here, once."""
+    needed = {"imagenet": []}
+    for task in config.grid.tasks:
+        needed.setdefault(TASK_DATASET[task], []).append(task)
+    for dataset, tasks in sorted(needed.items()):
         source = config.data[dataset]
         if source.startswith("embedded:"):
             sources.resolve(dataset, source)
-        elif not Path(source).expanduser().is_dir():
+            continue
+        if not Path(source).expanduser().is_dir():
             raise ConfigError(
                 f"data.{dataset}={source} is not a folder. Point data.{dataset} at the real dataset, or use "
                 f"data.{dataset}=embedded:default for the embedded synthetic one ({GENERATE_HINT})."
             )
+        for task in tasks:
+            try:
+                check_task_data(task, Path(source).expanduser())
+            except DataFormatError as error:
+                raise ConfigError(f"data.{dataset}={source} cannot serve task {task}: {error}") from None
 
 
 def storage_root(config) -> str:

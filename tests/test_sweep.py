@@ -3,6 +3,7 @@ back by duckdb, resumption; the slow tests kill a worker, interrupt the driver a
 two-node cluster."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
         (["grid.tasks=[sun397,pascal]"], "unknown task(s) ['pascal']"),
         (["grid.points=[{label_set:fien}]"], "unknown label set 'fien'"),
         (["pretrain.epochs=0"], "pretrain.epochs must be a whole number >= 1"),
+        (["finetune.detection.iterations=0"], "finetune.detection.iterations must be a whole number >= 1"),
     ],
 )
 def test_bad_input_is_named(tmp_path, capsys, overrides, message):
@@ -60,6 +62,14 @@ def test_missing_data_root_says_how_to_get_data(tmp_path, capsys):
     assert main(["data.sun397=/no/sun", f"storage={tmp_path}"]) == 2
     error = capsys.readouterr().err
     assert "data.sun397=embedded:default" in error and "python -m embedded generate" in error
+
+
+def test_data_without_a_tasks_layout_is_named(tmp_path, tiny_voc, capsys):
+    action_only = tmp_path / "VOCdevkit"
+    shutil.copytree(tiny_voc / "VOC2012", action_only / "VOC2012")  # VOC 2012 action, no VOC 2007 detection
+    assert main([f"data.voc={action_only}", "grid.tasks=[voc_action,pascal_det]", f"storage={tmp_path}"]) == 2
+    error = capsys.readouterr().err
+    assert f"data.voc={action_only} cannot serve task pascal_det" in error and "VOC2007 folder" in error
 
 
 def test_tiny_grid_end_to_end_then_resume(tmp_path):

@@ -217,6 +217,13 @@ def _read_split(year_dir: Path, image_sets: str, split: str) -> list[str]:
     return [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
 
 
+def check_voc_splits(root: str | Path, year: str, image_sets: str, splits: tuple[str, ...]) -> None:
+    """Raises DataFormatError naming what is missing unless ``root`` holds these split lists."""
+    year_dir = voc_year_dir(root, year)
+    for split in splits:
+        _read_split(year_dir, image_sets, split)
+
+
 def list_voc_detection(root: str | Path, split: str = "trainval", year: str = "2007") -> list[VOCImage]:
     """The images of a VOC detection split (ImageSets/Main/<split>.txt) with their objects."""
     year_dir = voc_year_dir(root, year)

@@ -24,6 +24,7 @@ import torch
 
 from embedded import sources
 from trainers import classify, detect, engine
+from trainers.data import check_voc_splits, list_sun397
 from trainers.models import load_checkpoint
 
 PROGRESS_FILE = "finetune_progress.pt"  # {"results": {unit_id: result}, "current": the unfinished unit's state}
@@ -31,6 +32,17 @@ DETECTOR_FILE = "detector.pth"  # the current pascal_det unit's latest mmengine 
 TASK_DATASET = {"sun397": "sun397", "voc_action": "voc", "pascal_det": "voc"}  # embedded.sources names
 PRIMARY_METRIC = {"sun397": "top1", "voc_action": "map", "pascal_det": "map"}
 TASKS = tuple(TASK_DATASET)
+# A quick look at the lists each task reads (its readers check every file later, in the workers).
+LAYOUT_CHECKS = {
+    "sun397": lambda root: list_sun397(root, "test", 1),
+    "voc_action": lambda root: check_voc_splits(root, "2012", "Action", ("train", "val")),
+    "pascal_det": lambda root: check_voc_splits(root, "2007", "Main", ("trainval", "test")),
+}
+
+
+def check_task_data(task: str, root: str | Path) -> None:
+    """Raises DataFormatError, naming the missing folder or list, unless ``root`` has the layout ``task`` reads."""
+    LAYOUT_CHECKS[task](root)
 
 
 def report_progress(metrics: dict, results: dict, current: dict | None, detector_file: Path | None = None) -> None:
@@ -51,6 +63,8 @@ def finetune_fn_per_worker(config: dict) -> None:
     loader_workers, use_gpu. A classifier recipe holds epochs, batch_size, lr, momentum, weight_decay,
     lr_step_epochs; a detector recipe the arguments of ``trainers.detect.finetune_detection``."""
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
+    if config["use_gpu"]:
+        torch.cuda.set_device(device)  # mmengine puts the detector on the current device
     progress = {"results": {}, "current": None}
     with config["pretrained"].as_directory() as pretrained_dir, tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
