@@ -229,6 +229,21 @@ def test_resumes_an_interrupted_run_from_its_work_dir(tmp_path, tiny_voc):
         CheckpointLoader.load_checkpoint(str(elsewhere.resolve()))
 
 
+def test_resumes_from_a_checkpoint_saved_elsewhere_and_reports_each_checkpoint(tmp_path, tiny_voc):
+    """As in a sweep: each saved checkpoint is handed to the caller, who stores it (in Ray Train's storage); a
+    restarted worker resumes from that copy in a fresh work_dir."""
+    checkpoint = fresh_alexnet(tmp_path / "alexnet.pt", width=0.125)
+    saved = []
+    keep = lambda iteration, path: saved.append((iteration, path, shutil.copy(path, tmp_path / path.name)))  # noqa: E731
+    finetune_detection(checkpoint, tiny_voc, tmp_path / "a", iterations=4, checkpoint_interval=3, on_checkpoint=keep,
+                       **FAST)  # fmt: skip
+    assert [(i, p.name) for i, p, _ in saved] == [(3, "iter_3.pth"), (4, "iter_4.pth")]  # every 3rd, and the last
+
+    resumed = finetune_detection(checkpoint, tiny_voc, tmp_path / "b", iterations=6, checkpoint_interval=3,
+                                 resume_from=tmp_path / "iter_3.pth", **FAST)  # fmt: skip
+    assert (resumed["resumed_from"], resumed["iterations"]) == (3, 6)
+
+
 def test_training_on_the_synthetic_voc_beats_an_untrained_detector(tmp_path):
     """The embedded scale's detection recipe, from a randomly initialised small trunk (the embedded pretraining's
     network): its training alone must take the detector from chance to finding objects."""
