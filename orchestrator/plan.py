@@ -97,11 +97,14 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
             passes += p.subset.images_per_class * classes * pre.epochs
         else:
             unknown += 1
-    pending = sum(f.unit_id not in finished for f in plan.finetunings)
+    pending = [f for f in plan.finetunings if f.unit_id not in finished]
+    detections = sum(f.task == "pascal_det" for f in pending)
     lines.append(
         f"estimate: {passes:,} pretraining image passes"
         + (f" plus {unknown} pretraining(s) on every image of their classes" if unknown else "")
-        + f"; {pending} fine-tunings of {config.finetune.epochs} epochs;"
-        f" at most {2 * len(plan.pretrainings)} Ray Train worker-group starts"
-    )
+        + f"; {len(pending) - detections} classifier fine-tunings of {config.finetune.epochs} epochs"
+        + (f", {detections} detector fine-tunings of {config.finetune.detection.iterations} iterations"
+           if detections else "")
+        + f"; at most {2 * len(plan.pretrainings)} Ray Train worker-group starts"
+    )  # fmt: skip
     return "\n".join(lines)

@@ -37,7 +37,9 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert "grid classes_vs_examples: 4 pretrainings, 16 fine-tunings" in out
     for label_set in ("fine", "random_500", "random_250", "up_down_127"):
         assert label_set in out
-    assert "estimate: 96,000 pretraining image passes" in out
+    assert "estimate: 96,000 pretraining image passes; 16 classifier fine-tunings of 4 epochs;" in out
+    assert main(["dry_run=true", f"storage={tmp_path}", "grid.tasks=[sun397,pascal_det]", "grid.seeds=[0]"]) == 0
+    assert "4 classifier fine-tunings of 4 epochs, 4 detector fine-tunings of 600 iterations" in capsys.readouterr().out
     assert not list((tmp_path / "classes_vs_examples" / "results").iterdir())
 
 
