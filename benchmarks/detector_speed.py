@@ -1,7 +1,9 @@
 """Training images per second of the VOC 2007 Faster R-CNN (``trainers.detect``) on the CPU, and on the GPU
 when there is one.
 
-    .venv/bin/python benchmarks/detector_speed.py [--scale default] [--width 1] [--image-scale 600]
+    .venv/bin/python benchmarks/detector_speed.py                     # the paper's detector: width 1, 600 px
+    .venv/bin/python benchmarks/detector_speed.py --variant small --width 0.25 --image-scale 84 --batch-size 4 \
+        --workers 0                                                    # the embedded scale's detector
 
 Each device runs in its own process (the CPU one with CUDA hidden, since mmengine trains on the GPU whenever
 it sees one) on a freshly initialised AlexNet, the synthetic VOC and a temporary work_dir. The figure is
@@ -28,7 +30,7 @@ from trainers.models import AlexNet, AlexNetConfig, save_checkpoint
 def measure(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "alexnet.pt"
-        save_checkpoint(checkpoint, AlexNet(1000, AlexNetConfig(width=args.width)))
+        save_checkpoint(checkpoint, AlexNet(1000, AlexNetConfig(variant=args.variant, width=args.width)))
         start = time.perf_counter()
         result = finetune_detection(
             checkpoint,
@@ -46,6 +48,7 @@ def measure(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="default", choices=["tiny", "default"])
+    parser.add_argument("--variant", default="imagenet", choices=["imagenet", "small"])
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--image-scale", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=2)
@@ -59,7 +62,7 @@ def main() -> None:
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(
-        f"AlexNet imagenet variant, width {args.width}; synthetic VOC {args.scale}; "
+        f"AlexNet {args.variant} variant, width {args.width}; synthetic VOC {args.scale}; "
         f"shorter side {args.image_scale} px; batch {args.batch_size}; {args.iterations} iterations; "
         f"{args.workers} loader workers; "
         f"{os.cpu_count()} cores; torch {torch.__version__}"
