@@ -70,6 +70,17 @@ def test_killed_detection_worker_resumes_from_its_detector_checkpoint(tmp_path):
     assert len(list((tmp_path / "kill" / "train").glob("finetune-*/checkpoint_2*"))) == 2  # older ones deleted
 
 
+def test_detector_trains_as_two_ranks_of_a_ray_train_worker_group(tmp_path):
+    args = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[pascal_det]", "grid.seeds=[0]",
+            "resources.num_workers=2", f"storage={tmp_path}", "run=ddp"]  # fmt: skip
+    result = sweep(*args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    pretrain, detection = sorted(rows(tmp_path / "ddp" / "results"), key=lambda r: r["kind"] != "pretrain")
+    assert pretrain["status"] == detection["status"] == "ok" and json.loads(detection["hardware"])["num_workers"] == 2
+    metrics = json.loads(detection["metrics"])
+    assert metrics["iterations"] == 4 and 0 <= metrics["map"] <= 1 and metrics["images_per_s"] > 0
+
+
 def test_interrupted_driver_resumes_without_duplicates(tmp_path):
     args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_500}]", "grid.tasks=[sun397]",
             "grid.seeds=[0,1]", "ray.max_concurrent_trials=1", f"storage={tmp_path}", "run=interrupt"]  # fmt: skip
