@@ -18,6 +18,11 @@ from trainers.finetune import TASKS
 from trainers.models import AlexNetConfig
 
 CONF_DIR = Path(__file__).parent / "conf"
+WHOLE_NUMBERS = {  # keys that must be whole numbers >= 1, by section
+    "pretrain": ("epochs", "batch_size", "lr_step_epochs", "image_size"),
+    "finetune": ("epochs", "batch_size", "lr_step_epochs"),
+    "finetune.detection": ("iterations", "batch_size", "image_scale", "checkpoint_interval"),
+}
 
 
 class ConfigError(ValueError):
@@ -85,15 +90,11 @@ def check(config: DictConfig) -> None:
     if unknown_tasks:
         raise ConfigError(f"unknown task(s) {unknown_tasks}; tasks: {', '.join(TASKS)}")
     AlexNetConfig(**config.pretrain.alexnet)
-    for section in ("pretrain", "finetune"):
-        for key in ("epochs", "batch_size", "lr_step_epochs", "image_size"):
-            value = config[section].get(key, 1) if key == "image_size" else config[section][key]
+    for section, keys in WHOLE_NUMBERS.items():
+        for key in keys:
+            value = OmegaConf.select(config, f"{section}.{key}")
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{section}.{key} must be a whole number >= 1, not {value!r}")
-    for key in ("iterations", "batch_size", "image_scale", "checkpoint_interval"):
-        value = config.finetune.detection[key]
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"finetune.detection.{key} must be a whole number >= 1, not {value!r}")
     if config.resources.num_workers < 1 or config.finetune.groups < 1:
         raise ConfigError("resources.num_workers and finetune.groups must be >= 1")
 

@@ -121,18 +121,22 @@ class VOCMetricPerClass(VOCMetric):
 
 
 class AfterCheckpoint(Hook):
-    """Calls ``callback(iteration, path)`` on every rank right after the CheckpointHook saved a checkpoint
-    (every ``interval`` iterations and after the last one); ``path`` is the saved file on rank 0, None on the
-    others. Registered with a lower priority than the CheckpointHook, so it runs after it."""
+    """Calls ``callback(iteration, path)`` on every rank right after the CheckpointHook saved a checkpoint;
+    ``path`` is the saved file on rank 0, None on the others. The CheckpointHook records each checkpoint it saves
+    as the message hub's ``last_ckpt`` on every rank; this hook has a lower priority, so it runs after it."""
 
-    def __init__(self, interval: int, callback: Callable[[int, Path | None], None]):
-        self.interval = interval
+    def __init__(self, callback: Callable[[int, Path | None], None]):
         self.callback = callback
+        self.handed = None
+
+    def before_train(self, runner):
+        self.handed = runner.message_hub.get_info("last_ckpt")  # the one resumed from, if any
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if self.every_n_train_iters(runner, self.interval) or self.is_last_train_iter(runner):
-            saved = Path(runner.work_dir) / f"iter_{runner.iter + 1}.pth"
-            self.callback(runner.iter + 1, saved if runner.rank == 0 else None)
+        saved = runner.message_hub.get_info("last_ckpt")
+        if saved != self.handed:
+            self.handed = saved
+            self.callback(runner.iter + 1, Path(saved) if runner.rank == 0 else None)
 
 
 class TrainingTimer(Hook):
@@ -348,7 +352,7 @@ def finetune_detection(
         shutil.copyfile(resume_from, cfg.load_from)
     runner = Runner.from_cfg(cfg)
     if on_checkpoint is not None:
-        runner.register_hook(AfterCheckpoint(checkpoint_interval, on_checkpoint), priority="LOWEST")
+        runner.register_hook(AfterCheckpoint(on_checkpoint), priority="LOWEST")
     timer = TrainingTimer()
     runner.register_hook(timer, priority="LOWEST")
     runner.train()
