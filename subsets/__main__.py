@@ -16,11 +16,12 @@ import sys
 
 import numpy as np
 
+from formats import DataFormatError
+from formats.imagenet import class_list
+from formats.wordnet import UnknownClassError
 from subsets import labels as label_sets
 from subsets.manifest import Subset, SubsetSpec, build
 from subsets.sample import SamplingError
-from subsets.wordnet import UnknownClassError, class_list
-from trainers.data import DataFormatError
 
 
 def print_label_sets(wnids: list[str], seed: int) -> None:

@@ -21,23 +21,28 @@ grids use:
   extra_<N>               every class plus N classes from ImageNet-21k outside them (seeded;
                           see ``extra_classes``)
 
-"First parent" and "depth" follow the rule in subsets/wordnet.py, which reproduces the paper's
-published counts.
+Each method is registered under its name pattern (``LABEL_SET_METHODS``) by the function that
+builds it; "first parent" and "depth" follow the rule in formats/wordnet.py, which reproduces the
+paper's published counts.
 """
 
 import difflib
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from nltk.corpus.reader.wordnet import Synset
 
-from embedded.wordnet import first_parent, first_parent_chain
-from subsets.wordnet import (
+from formats.imagenet import class_list
+from formats.registry import Registry
+from formats.voc import PASCAL_CLASS_SYNSETS
+from formats.wordnet import (
     ancestors,
-    class_list,
     depth,
+    first_parent,
+    first_parent_chain,
     is_under,
     label_name,
     synset_named,
@@ -45,31 +50,7 @@ from subsets.wordnet import (
     wnid_of,
 )
 
-# The synset each PASCAL VOC class names; with these, pascal_removed drops exactly the 229
-# ImageNet-1k classes the paper reports.
-PASCAL_CLASS_SYNSETS = {
-    "aeroplane": "airplane.n.01",
-    "bicycle": "bicycle.n.01",
-    "bird": "bird.n.01",
-    "boat": "boat.n.01",
-    "bottle": "bottle.n.01",
-    "bus": "bus.n.01",
-    "car": "car.n.01",
-    "cat": "cat.n.01",
-    "chair": "chair.n.01",
-    "cow": "cattle.n.01",
-    "diningtable": "dining_table.n.01",
-    "dog": "dog.n.01",
-    "horse": "horse.n.01",
-    "motorbike": "motorcycle.n.01",
-    "person": "person.n.01",
-    "pottedplant": "pot.n.04",
-    "sheep": "sheep.n.01",
-    "sofa": "sofa.n.01",
-    "train": "train.n.01",
-    "tvmonitor": "television.n.02",
-}
-
+LABEL_SET_METHODS = Registry("label-set method")  # name pattern ("down_up_<N>") -> Method
 
 class UnknownLabelSetError(ValueError):
     pass
@@ -235,31 +216,83 @@ def extra_classes(
     return LabelSet(f"extra_{count}", {w: w for w in [*wnids, *chosen]})
 
 
-# Names --------------------------------------------------------------------------------------
-
-NAME_PATTERNS = (
-    "fine", "down_up_<N>", "up_down_<N>", "pascal_removed", "random_<N>",
-    "split_random_a", "split_random_b", "split_min_a", "split_min_b", "extra_<N>",
-)  # fmt: skip
+# Names: every method registered under its name pattern ---------------------------------------
 
 
-def _pick_from_chain(name: str, chain: list[LabelSet]) -> LabelSet:
-    for label_set in chain:
-        if label_set.name == name:
-            return label_set
-    method = name.rsplit("_", 1)[0]
+@dataclass(frozen=True)
+class Request:
+    """What a method builds from: the set's name, the number in it (``<N>``), the class list and options."""
+
+    name: str
+    number: int | None
+    wnids: tuple[str, ...]
+    seed: int = 0
+    include_under: tuple[str, ...] = ()
+    exclude_under: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Method:
+    pattern: str  # the names it builds: "fine", "down_up_<N>", ...
+    build: Callable[[Request], LabelSet]
+    takes_filters: bool = False  # include_under / exclude_under apply
+
+    def matches(self, name: str) -> re.Match | None:
+        return re.fullmatch(re.escape(self.pattern).replace("<N>", r"(\d+)"), name)
+
+
+def register_method(pattern: str, takes_filters: bool = False) -> Callable:
+    def add(build: Callable[[Request], LabelSet]) -> Callable:
+        LABEL_SET_METHODS.register(pattern)(Method(pattern, build, takes_filters))
+        return build
+
+    return add
+
+
+@functools.cache
+def _chain(method: str, wnids: tuple[str, ...]) -> list[LabelSet]:
+    return {"down_up": down_up_chain, "up_down": up_down_chain}[method](list(wnids))
+
+
+def _pick_from_chain(request: Request, method: str) -> LabelSet:
+    chain = _chain(method, request.wnids)
+    for step in chain:
+        if step.name == request.name:
+            return step
     counts = ", ".join(str(s.num_labels) for s in chain)
-    raise UnknownLabelSetError(f"{method} has no step named {name!r}; its steps have {counts} classes")
+    raise UnknownLabelSetError(f"{method} has no step named {request.name!r}; its steps have {counts} classes")
+
+
+register_method("fine")(lambda r: fine(list(r.wnids)))
+register_method("down_up_<N>")(lambda r: _pick_from_chain(r, "down_up"))
+register_method("up_down_<N>")(lambda r: _pick_from_chain(r, "up_down"))
+register_method("pascal_removed")(lambda r: pascal_removed(list(r.wnids)))
+register_method("random_<N>")(lambda r: random_classes(list(r.wnids), r.number, r.seed))
+register_method("split_random_a")(lambda r: random_halves(list(r.wnids), r.seed)[0])
+register_method("split_random_b")(lambda r: random_halves(list(r.wnids), r.seed)[1])
+register_method("split_min_a")(lambda r: min_shared_ancestry_halves(list(r.wnids))[0])
+register_method("split_min_b")(lambda r: min_shared_ancestry_halves(list(r.wnids))[1])
+register_method("extra_<N>", takes_filters=True)(
+    lambda r: extra_classes(list(r.wnids), r.number, r.seed, include_under=r.include_under, exclude_under=r.exclude_under)
+)
+
+
+def method_of(name: str) -> tuple[Method, int | None]:
+    """The method that builds the label set ``name``, and the number in the name; UnknownLabelSetError, with
+    the nearest valid names, if there is none."""
+    for pattern in LABEL_SET_METHODS.names():
+        method = LABEL_SET_METHODS[pattern]
+        if found := method.matches(name):
+            return method, int(found.group(1)) if found.groups() else None
+    patterns = LABEL_SET_METHODS.names()
+    close = difflib.get_close_matches(name, [p.replace("<N>", "") for p in patterns], n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownLabelSetError(f"unknown label set {name!r}.{hint} Label sets: {', '.join(patterns)}")
 
 
 def check_name(name: str) -> None:
     """Raises UnknownLabelSetError, with the nearest valid names, unless ``name`` is one."""
-    patterns = [re.escape(p).replace("<N>", r"\d+") for p in NAME_PATTERNS]
-    if any(re.fullmatch(pattern, name) for pattern in patterns):
-        return
-    close = difflib.get_close_matches(name, [p.replace("<N>", "") for p in NAME_PATTERNS], n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownLabelSetError(f"unknown label set {name!r}.{hint} Label sets: {', '.join(NAME_PATTERNS)}")
+    method_of(name)
 
 
 def label_set(
@@ -267,23 +300,11 @@ def label_set(
 ) -> LabelSet:
     """The label set called ``name`` over the classes ``wnids`` (see the module docstring);
     ``include_under`` and ``exclude_under`` filter the candidates of ``extra_<N>``."""
-    check_name(name)
+    method, number = method_of(name)
     if not wnids:
         raise ValueError("the class list is empty")
-    if (include_under or exclude_under) and not name.startswith("extra_"):
+    if (include_under or exclude_under) and not method.takes_filters:
         raise ValueError(f"include/exclude-under filters apply to extra_<N> label sets only, not {name!r}")
     for wnid in wnids:
         synset_of(wnid)  # names an unknown class before anything is built on it
-    if name.startswith("down_up_"):
-        return _pick_from_chain(name, down_up_chain(wnids))
-    if name.startswith("up_down_"):
-        return _pick_from_chain(name, up_down_chain(wnids))
-    if name.startswith("split_random_"):
-        return random_halves(wnids, seed)[name.endswith("_b")]
-    if name.startswith("split_min_"):
-        return min_shared_ancestry_halves(wnids)[name.endswith("_b")]
-    if name.startswith("random_"):
-        return random_classes(wnids, int(name.rsplit("_", 1)[1]), seed)
-    if name.startswith("extra_"):
-        return extra_classes(wnids, int(name.rsplit("_", 1)[1]), seed, include_under=include_under, exclude_under=exclude_under)
-    return {"fine": fine, "pascal_removed": pascal_removed}[name](wnids)
+    return method.build(Request(name, number, tuple(wnids), seed, tuple(include_under), tuple(exclude_under)))

@@ -22,11 +22,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedded import build_once, data_dir, sources
+import synthetic
+from formats.cache import build_once, data_dir
+from formats.imagenet import list_imagenet
+from formats.wordnet import label_name, synset_of
 from subsets.labels import LabelSet, check_name, label_set
 from subsets.sample import relabel, select
-from subsets.wordnet import label_name, synset_of
-from trainers.data import list_imagenet
 
 MANIFEST_VERSION = 1  # bump when the manifest's content rules change: it is part of the hash
 
@@ -45,7 +46,7 @@ class SubsetSpec:
         check_name(self.label_set)  # before any data is listed or generated
 
     def root(self) -> Path:
-        return sources.resolve("imagenet", self.source)
+        return synthetic.resolve("imagenet", self.source)
 
     def content_hash(self) -> str:
         fields = {**dataclasses.asdict(self), "root": str(self.root()), "version": MANIFEST_VERSION}

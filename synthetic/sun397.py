@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from embedded import ensure_dataset, imagenet, run_parallel
-from embedded.render import Look, draw_object, random_look, to_uint8
-from embedded.scenes import scene_background
+from formats.imagenet import imagenet1k_wnids
+from formats.wordnet import synset_of
+from synthetic import GENERATORS, ensure_dataset, run_parallel
+from synthetic.imagenet import look_of
+from synthetic.render import Look, draw_object, random_look, to_uint8
+from synthetic.scenes import scene_background
 
 PARTITIONS = 10
 TYPICAL_OBJECTS_PER_SCENE = 3
@@ -45,20 +48,21 @@ def scene_names() -> list[str]:
     return (Path(__file__).parent / "sun397_classes.txt").read_text().split()
 
 
+@GENERATORS.register("sun397")
 def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) -> Path:
     return ensure_dataset("SUN397", SCALES, scale, seed, generate, workers)
 
 
 def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
     classes = scene_names()[: scale.classes]
-    wnids = imagenet.imagenet1k_wnids()
+    wnids = imagenet1k_wnids()
     per_class = scale.train_per_class + scale.test_per_class
     tasks = []
     for index, name in enumerate(classes):
         scene_rng = np.random.default_rng(zlib.crc32(name.encode()))
         scene = random_look(scene_rng)
         typical = [
-            imagenet.look_of(imagenet.synset_of(wnids[i]))
+            look_of(synset_of(wnids[i]))
             for i in scene_rng.choice(len(wnids), TYPICAL_OBJECTS_PER_SCENE, replace=False)
         ]
         tasks.append((out, name, index, scale, seed, per_class, scene, typical))

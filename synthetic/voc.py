@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from embedded import ensure_dataset, run_parallel
-from embedded.render import draw_object, mask_box, to_uint8
-from embedded.scenes import looks_under, scene_background, voc_annotation_xml
-from subsets.labels import PASCAL_CLASS_SYNSETS
-from trainers.data import VOC_ACTIONS, VOC_CLASSES
+from formats.voc import PASCAL_CLASS_SYNSETS, VOC_ACTIONS, VOC_CLASSES
+from synthetic import GENERATORS, ensure_dataset, run_parallel
+from synthetic.render import draw_object, mask_box, to_uint8
+from synthetic.scenes import looks_under, scene_background, voc_annotation_xml
 
 # The object each action is seen with; the pose-only actions have none.
 ACTION_PROP_SYNSETS = {
@@ -51,6 +50,7 @@ SCALES = {
 }
 
 
+@GENERATORS.register("voc")
 def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) -> Path:
     """A synthetic VOCdevkit (VOC2007 detection + VOC2012 action) of this scale and seed."""
     return ensure_dataset("VOCdevkit", SCALES, scale, seed, generate, workers)

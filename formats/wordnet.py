@@ -1,4 +1,5 @@
-"""Princeton WordNet 3.0, the version ImageNet's wnids index, read through NLTK.
+"""Princeton WordNet 3.0, the version ImageNet's wnids index, read through NLTK; the one place that
+says what a synset's parent, depth and ancestors are.
 
 Debian's ``wordnet-base`` ships the 3.0 database under /usr/share/wordnet. NLTK's reader also
 wants ``lexnames`` (the 45 lexicographer files, a fixed table of lexnames(5WN)) and
@@ -6,7 +7,18 @@ wants ``lexnames`` (the 45 lexicographer files, a fixed table of lexnames(5WN)) 
 only from directories on ``nltk.data.path``. ``install`` lays the corpus out under the project's
 data directory; ``load`` returns the reader. Nothing is downloaded.
 
-    python -m embedded.wordnet      # install (set-up runs this); prints the corpus path
+The first-parent rule. Huh et al. merged classes by following each synset's "first hypernym",
+computed in 2016 with NLTK, whose ``hypernyms()`` then returned a synset's related synsets sorted
+by name. Today's NLTK keeps them in a set, so their order changes with Python's string hashing
+from one process to the next, and naive use gives other, unstable chains (1000, 999, 978, 920,
+... in one run). Taking the alphabetically first of a synset's hypernyms and instance hypernyms
+as its parent (``first_parent``), and a synset's depth as the length of its chain of first
+parents up to entity.n.01, reproduces every published count: down_up 918, 753, 486, 79, 9 and
+up_down 127 (tests/test_label_sets.py).
+
+"Under" a synset means on any of its hypernym or instance-hypernym paths (``ancestors``).
+
+    python -m formats.wordnet      # install (set-up runs this); prints the corpus path
 """
 
 import functools
@@ -16,9 +28,9 @@ import warnings
 from pathlib import Path
 
 import nltk
-from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
+from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader, WordNetError
 
-from embedded import build_once, data_dir
+from formats.cache import build_once, data_dir
 
 DEBIAN_WORDNET = Path(os.environ.get("WORDNET_DIR", "/usr/share/wordnet"))
 DATABASE_FILES = tuple(
@@ -63,7 +75,7 @@ def first_parent(synset: Synset) -> Synset | None:
     NLTK keeps a synset's pointers in a set, so ``hypernyms()`` comes in an order that changes
     with Python's string hashing from one process to the next; "the first hypernym" needs a
     rule. This one is stable, and it is the one that reproduces the paper's label sets, computed
-    with a 2016 NLTK that sorted related synsets by name (subsets/wordnet.py)."""
+    with a 2016 NLTK that sorted related synsets by name (see the module's docstring)."""
     parents = synset.hypernyms() + synset.instance_hypernyms()
     return min(parents, key=Synset.name) if parents else None
 
@@ -73,6 +85,64 @@ def first_parent_chain(synset: Synset) -> tuple[Synset, ...]:
     """The synset's first parent, its first parent, ... up to entity.n.01."""
     parent = first_parent(synset)
     return () if parent is None else (parent, *first_parent_chain(parent))
+
+
+class UnknownClassError(ValueError):
+    """A wnid that is malformed, or names no WordNet 3.0 noun synset."""
+
+
+@functools.cache
+def synset_of(wnid: str) -> Synset:
+    """The WordNet 3.0 noun synset a wnid names (``n01440764`` -> tench.n.01)."""
+    if len(wnid) != 9 or wnid[0] != "n" or not wnid[1:].isdigit():
+        raise UnknownClassError(f"{wnid!r} is not a wnid (expected 'n' and 8 digits, like n01440764)")
+    with warnings.catch_warnings():  # NLTK warns, then returns None, for an offset it lacks
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            synset = load().synset_from_pos_and_offset("n", int(wnid[1:]))
+        except WordNetError:
+            synset = None
+    if synset is None:
+        raise UnknownClassError(
+            f"{wnid} names no WordNet 3.0 noun synset; ImageNet's wnids are WordNet 3.0 offsets. "
+            "Check the class list or folder name."
+        )
+    return synset
+
+
+def synset_named(name: str) -> Synset:
+    """A synset by NLTK name, like ``dog.n.01``."""
+    try:
+        return load().synset(name)
+    except (WordNetError, ValueError):
+        raise UnknownClassError(f"{name!r} names no WordNet 3.0 synset (expected a name like dog.n.01)") from None
+
+
+def wnid_of(synset: Synset) -> str:
+    return f"{synset.pos()}{synset.offset():08d}"
+
+
+def label_name(synset: Synset) -> str:
+    return ", ".join(name.replace("_", " ") for name in synset.lemma_names())
+
+
+def depth(synset: Synset) -> int:
+    return len(first_parent_chain(synset))
+
+
+def root_first_path(synset: Synset) -> list[Synset]:
+    """entity.n.01, ..., the synset: its chain of first parents, root first."""
+    return [*reversed(first_parent_chain(synset)), synset]
+
+
+@functools.cache
+def ancestors(synset: Synset) -> frozenset[Synset]:
+    """Every synset above this one on any hypernym or instance-hypernym path."""
+    return frozenset(synset.closure(lambda s: s.hypernyms() + s.instance_hypernyms()))
+
+
+def is_under(synset: Synset, ancestor: Synset) -> bool:
+    return synset == ancestor or ancestor in ancestors(synset)
 
 
 def _allow_nltk_data_dir() -> None:

@@ -6,22 +6,20 @@
     <root>/LOC_synset_mapping.txt    "<wnid> <lemmas>", one line per class, in class-index order
 
 The classes are the real 1000 ILSVRC-2012 wnids (timm's list) and each image shows an object
-drawn with its class's WordNet look (embedded.render), so the hierarchy is in the pixels.
+drawn with its class's WordNet look (synthetic.render), so the hierarchy is in the pixels.
 """
 
 import csv
-import functools
-import importlib.util
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from nltk.corpus.reader.wordnet import WordNetError
 from PIL import Image
 
-from embedded import ensure_dataset, run_parallel, wordnet
-from embedded.render import Look, look_of_path, object_image
+from formats.imagenet import imagenet1k_wnids, wnid_lemmas
+from formats.wordnet import root_first_path, synset_of
+from synthetic import GENERATORS, ensure_dataset, run_parallel
+from synthetic.render import Look, look_of_path, object_image
 
 
 @dataclass(frozen=True)
@@ -37,52 +35,12 @@ SCALES = {
 }
 
 
-@functools.cache
-def timm_info_lines(name: str) -> tuple[str, ...]:
-    """A list that timm ships in timm/data/_info (ImageNet-1k, -21k, -22k wnids, lemmas).
-
-    Read from timm's install folder: importing timm would import torch and torchvision."""
-    (timm_dir,) = importlib.util.find_spec("timm").submodule_search_locations
-    return tuple((Path(timm_dir) / "data" / "_info" / name).read_text().splitlines())
-
-
-def imagenet1k_wnids() -> list[str]:
-    """The 1000 ILSVRC-2012 wnids in the standard (sorted) class-index order."""
-    return list(timm_info_lines("imagenet_synsets.txt"))
-
-
-def wnid_lemmas() -> dict[str, str]:
-    return dict(line.split("\t", 1) for line in timm_info_lines("imagenet_synset_to_lemma.txt"))
-
-
-def synset_of(wnid: str):
-    """The WordNet 3.0 noun synset a wnid names (``n01440764`` -> tench.n.01)."""
-    if len(wnid) != 9 or wnid[0] != "n" or not wnid[1:].isdigit():
-        raise ValueError(f"{wnid!r} is not a wnid (expected 'n' and 8 digits, like n01440764)")
-    with warnings.catch_warnings():  # NLTK warns, then returns None, for an offset it lacks
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            synset = wordnet.load().synset_from_pos_and_offset("n", int(wnid[1:]))
-        except WordNetError:
-            synset = None
-    if synset is None:
-        raise ValueError(
-            f"{wnid} names no WordNet 3.0 noun synset; ImageNet's wnids are WordNet 3.0 offsets. "
-            "Check the class list or folder name."
-        )
-    return synset
-
-
-def hypernym_path(synset) -> list:
-    """Root-first path through each synset's first parent (``wordnet.first_parent``): one path
-    per synset, the same in every process."""
-    return [*reversed(wordnet.first_parent_chain(synset)), synset]
-
-
 def look_of(synset) -> Look:
-    return look_of_path([s.offset() for s in hypernym_path(synset)])
+    """A synset's look: the sum of the traits along its root-first chain of first parents."""
+    return look_of_path([s.offset() for s in root_first_path(synset)])
 
 
+@GENERATORS.register("imagenet")
 def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) -> Path:
     """The synthetic ImageNet of this scale and seed, generated on first use."""
     return ensure_dataset("imagenet", SCALES, scale, seed, generate, workers)

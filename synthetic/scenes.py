@@ -10,21 +10,23 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from embedded import imagenet, wordnet
-from embedded.render import Look, background, random_look
+
+from formats.imagenet import imagenet1k_wnids
+from formats.wordnet import is_under, synset_named, synset_of
+from synthetic.imagenet import look_of
+from synthetic.render import Look, background, random_look
 
 
 def looks_under(synset_names: Sequence[str]) -> list[Look]:
-    """Looks of the ImageNet-1k classes under any of these synsets (any hypernym path), or of the
-    synsets themselves where ImageNet-1k has none under them."""
-    wn = wordnet.load()
-    roots = {wn.synset(name) for name in synset_names}
+    """Looks of the ImageNet-1k classes under any of these synsets, or of the synsets themselves where
+    ImageNet-1k has none under them."""
+    roots = sorted(synset_named(name) for name in synset_names)
     looks = []
-    for wnid in imagenet.imagenet1k_wnids():
-        synset = imagenet.synset_of(wnid)
-        if roots & ({synset} | set(synset.closure(lambda s: s.hypernyms()))):
-            looks.append(imagenet.look_of(synset))
-    return looks or [imagenet.look_of(root) for root in sorted(roots)]
+    for wnid in imagenet1k_wnids():
+        synset = synset_of(wnid)
+        if any(is_under(synset, root) for root in roots):
+            looks.append(look_of(synset))
+    return looks or [look_of(root) for root in roots]
 
 
 def scene_background(width: int, height: int, rng: np.random.Generator, scene: Look | None = None):

@@ -1,0 +1,137 @@
+"""ImageNet (ILSVRC-2012) in its release layouts, and the class lists timm ships.
+
+    <root>/train/<wnid>/*.JPEG
+    <root>/val/<wnid>/*.JPEG, or <root>/val/*.JPEG with LOC_val_solution.csv (Kaggle's layout,
+    also under <root>/ILSVRC/Data/CLS-LOC/)
+
+A class folder with no images is a ``DataFormatError`` (a pretraining on fewer classes than asked
+would silently change the experiment).
+"""
+
+import csv
+import functools
+import importlib.util
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from formats import GENERATE_HINT, DataFormatError, require_dir
+from formats.wordnet import synset_of
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+CLASS_LISTS = {
+    "imagenet1k": "imagenet_synsets.txt",  # the 1000 ILSVRC-2012 classes
+    "imagenet21k": "imagenet21k_goog_synsets.txt",  # Google's ImageNet-21k release (21,843)
+}
+
+
+@functools.cache
+def timm_info_lines(name: str) -> tuple[str, ...]:
+    """A list that timm ships in timm/data/_info (ImageNet-1k, -21k, -22k wnids, lemmas).
+
+    Read from timm's install folder: importing timm would import torch and torchvision."""
+    (timm_dir,) = importlib.util.find_spec("timm").submodule_search_locations
+    return tuple((Path(timm_dir) / "data" / "_info" / name).read_text().splitlines())
+
+
+def imagenet1k_wnids() -> list[str]:
+    """The 1000 ILSVRC-2012 wnids in the standard (sorted) class-index order."""
+    return list(timm_info_lines(CLASS_LISTS["imagenet1k"]))
+
+
+def wnid_lemmas() -> dict[str, str]:
+    return dict(line.split("\t", 1) for line in timm_info_lines("imagenet_synset_to_lemma.txt"))
+
+
+def is_wnid(name: str) -> bool:
+    return len(name) == 9 and name[0] == "n" and name[1:].isdigit()
+
+
+def _images_in(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def imagenet_image_root(root: Path) -> Path:
+    """``root`` itself, or Kaggle's ``root/ILSVRC/Data/CLS-LOC`` layout."""
+    kaggle = root / "ILSVRC" / "Data" / "CLS-LOC"
+    return kaggle if kaggle.is_dir() else root
+
+
+def list_imagenet(root: str | Path, split: str) -> pa.Table:
+    """Every image of an ILSVRC-2012 split as a table ``path`` (relative to the image root, see
+    ``imagenet_image_root``) and ``wnid``, sorted by path.
+
+    train: ``train/<wnid>/*.JPEG``. val: ``val/<wnid>/*.JPEG`` (the common prepared layout), or
+    ``val/*.JPEG`` with ``LOC_val_solution.csv`` beside ``val/`` or in ``root``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(
+            f"ImageNet root {root} does not exist. Point the ImageNet path at a folder with "
+            f"train/ and val/ (ILSVRC-2012 layout), or {GENERATE_HINT}."
+        )
+    if split not in ("train", "val"):
+        raise ValueError(f"ImageNet split must be 'train' or 'val', not {split!r}")
+    images = imagenet_image_root(root)
+    split_dir = require_dir(images / split, f"ImageNet {split} folder (ILSVRC-2012 layout)")
+    class_dirs = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and is_wnid(e.name))
+    if split == "val" and not class_dirs:
+        return _list_flat_imagenet_val(root, images)
+    if not class_dirs:
+        raise DataFormatError(f"{split_dir} holds no class folders named by wnid (like n01440764)")
+    paths, wnids, empty = [], [], []
+    for wnid in class_dirs:
+        files = _images_in(split_dir / wnid)
+        if not files:
+            empty.append(wnid)
+        paths += [f"{split}/{wnid}/{name}" for name in files]
+        wnids += [wnid] * len(files)
+    if empty:
+        raise DataFormatError(
+            f"{len(empty)} class folder(s) in {split_dir} hold no images: {', '.join(empty[:5])}"
+            f"{' ...' if len(empty) > 5 else ''}. Re-extract those classes, or remove the folders "
+            "to train without them."
+        )
+    return pa.table({"path": paths, "wnid": wnids})
+
+
+def _list_flat_imagenet_val(root: Path, images: Path) -> pa.Table:
+    candidates = [images.parent / "LOC_val_solution.csv", root / "LOC_val_solution.csv"]
+    solution = next((c for c in candidates if c.is_file()), None)
+    if solution is None:
+        raise DataFormatError(
+            f"{images / 'val'} has no wnid folders, and no LOC_val_solution.csv labels it "
+            f"(looked in {candidates[0].parent} and {root}). Use the val/<wnid>/ layout or add "
+            "the label file."
+        )
+    on_disk = {Path(name).stem: name for name in _images_in(images / "val")}
+    rows = []
+    with open(solution, newline="") as f:
+        for line_number, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                image_id, wnid = row["ImageId"], row["PredictionString"].split()[0]
+            except (KeyError, IndexError, AttributeError):
+                raise DataFormatError(f"{solution}:{line_number}: expected 'ImageId,<wnid> ...'") from None
+            if image_id not in on_disk:
+                raise DataFormatError(f"{solution}:{line_number}: no image {image_id} in {images / 'val'}")
+            rows.append((f"val/{on_disk[image_id]}", wnid))
+    rows.sort()
+    return pa.table({"path": [p for p, _ in rows], "wnid": [w for _, w in rows]})
+
+
+# PASCAL VOC ----------------------------------------------------------------------------------
+
+
+def class_list(source: str) -> list[str]:
+    """``imagenet1k``, ``imagenet21k`` (timm's lists), or a data root whose ``train/`` holds one
+    folder per wnid. Every wnid is checked against WordNet 3.0."""
+    if source in CLASS_LISTS:
+        wnids = list(timm_info_lines(CLASS_LISTS[source]))
+    elif Path(source).is_dir():
+        wnids = sorted(set(list_imagenet(source, "train")["wnid"].to_pylist()))
+    else:
+        raise ValueError(f"class list {source!r} is neither one of {sorted(CLASS_LISTS)} nor a data folder")
+    for wnid in wnids:
+        synset_of(wnid)
+    return wnids

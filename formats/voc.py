@@ -1,0 +1,178 @@
+"""PASCAL VOC: the 20 object classes, the 10 actions, the synsets the classes name, and readers for VOC 2007
+detection and VOC 2012 action classification in VOCdevkit's layout.
+
+    VOCdevkit/VOC<year>/Annotations/<id>.xml
+    VOCdevkit/VOC<year>/JPEGImages/<id>.jpg
+    VOCdevkit/VOC<year>/ImageSets/{Main,Action}/<split>.txt
+
+A VOC XML without a required field (size, object name, box coordinates), or with an unknown class or
+action, is a ``DataFormatError`` naming the file and the field; missing optional fields (difficult,
+truncated) read as 0, as in VOC's devkit.
+"""
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from formats import GENERATE_HINT, DataFormatError, require_dir, require_file
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+VOC_ACTIONS = (
+    "jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse",
+    "running", "takingphoto", "usingcomputer", "walking",
+)  # fmt: skip
+
+# The synset each PASCAL VOC class names; with these, subsets' pascal_removed drops exactly the 229
+# ImageNet-1k classes the paper reports, and the synthetic VOC draws each class's objects with the
+# looks of ImageNet classes under its synset.
+PASCAL_CLASS_SYNSETS = {
+    "aeroplane": "airplane.n.01",
+    "bicycle": "bicycle.n.01",
+    "bird": "bird.n.01",
+    "boat": "boat.n.01",
+    "bottle": "bottle.n.01",
+    "bus": "bus.n.01",
+    "car": "car.n.01",
+    "cat": "cat.n.01",
+    "chair": "chair.n.01",
+    "cow": "cattle.n.01",
+    "diningtable": "dining_table.n.01",
+    "dog": "dog.n.01",
+    "horse": "horse.n.01",
+    "motorbike": "motorcycle.n.01",
+    "person": "person.n.01",
+    "pottedplant": "pot.n.04",
+    "sheep": "sheep.n.01",
+    "sofa": "sofa.n.01",
+    "train": "train.n.01",
+    "tvmonitor": "television.n.02",
+}
+
+
+@dataclass(frozen=True)
+class VOCObject:
+    name: str
+    box: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax: VOC's one-based pixel coordinates
+    difficult: bool
+    truncated: bool
+    actions: tuple[str, ...] = ()  # VOC2012 Action: the actions this person performs
+
+
+@dataclass(frozen=True)
+class VOCImage:
+    image_id: str
+    path: Path
+    width: int
+    height: int
+    objects: tuple[VOCObject, ...]
+
+
+def voc_year_dir(root: str | Path, year: str) -> Path:
+    """``root`` may be the VOCdevkit folder or the VOC<year> folder inside it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(
+            f"PASCAL VOC root {root} does not exist. Point it at a VOCdevkit folder (holding "
+            f"VOC{year}/), or {GENERATE_HINT}."
+        )
+    return root if root.name == f"VOC{year}" else require_dir(root / f"VOC{year}", f"VOC{year} folder")
+
+
+def _text(element: ET.Element, path: str, xml_path: Path, what: str) -> str:
+    found = element.find(path)
+    if found is None or not (found.text or "").strip():
+        raise DataFormatError(f"{xml_path}: {what} has no <{path}>")
+    return found.text.strip()
+
+
+def _flag(element: ET.Element, tag: str) -> bool:
+    found = element.find(tag)
+    return found is not None and (found.text or "0").strip() == "1"
+
+
+def read_voc_annotation(xml_path: Path, image_dir: Path) -> VOCImage:
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as error:
+        raise DataFormatError(f"{xml_path}: not valid XML ({error})") from None
+    objects = []
+    for number, obj in enumerate(root.findall("object"), start=1):
+        what = f"object {number}"
+        name = _text(obj, "name", xml_path, what)
+        if name not in VOC_CLASSES:
+            raise DataFormatError(f"{xml_path}: {what} has unknown class {name!r}")
+        coordinates = [_text(obj, f"bndbox/{c}", xml_path, what) for c in ("xmin", "ymin", "xmax", "ymax")]
+        try:
+            box = tuple(int(float(c)) for c in coordinates)
+        except ValueError:
+            raise DataFormatError(f"{xml_path}: {what} has a non-numeric box coordinate") from None
+        actions = obj.find("actions")
+        done = tuple(a.tag for a in actions if (a.text or "").strip() == "1") if actions is not None else ()
+        objects.append(VOCObject(name, box, _flag(obj, "difficult"), _flag(obj, "truncated"), done))
+    image_id = xml_path.stem
+    filename = root.findtext("filename", f"{image_id}.jpg").strip()
+    return VOCImage(
+        image_id=image_id,
+        path=image_dir / filename,
+        width=int(_text(root, "size/width", xml_path, "the image")),
+        height=int(_text(root, "size/height", xml_path, "the image")),
+        objects=tuple(objects),
+    )
+
+
+def _read_split(year_dir: Path, image_sets: str, split: str) -> list[str]:
+    listing = require_file(year_dir / "ImageSets" / image_sets / f"{split}.txt", f"VOC {split} list")
+    return [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+
+
+def check_voc_splits(root: str | Path, year: str, image_sets: str, splits: tuple[str, ...]) -> None:
+    """Raises DataFormatError naming what is missing unless ``root`` holds these split lists."""
+    year_dir = voc_year_dir(root, year)
+    for split in splits:
+        _read_split(year_dir, image_sets, split)
+
+
+def list_voc_detection(root: str | Path, split: str = "trainval", year: str = "2007") -> list[VOCImage]:
+    """The images of a VOC detection split (ImageSets/Main/<split>.txt) with their objects."""
+    year_dir = voc_year_dir(root, year)
+    return [
+        read_voc_annotation(
+            require_file(year_dir / "Annotations" / f"{i}.xml", "VOC annotation"), year_dir / "JPEGImages"
+        )
+        for i in _read_split(year_dir, "Main", split)
+    ]
+
+
+def voc_crop(box: tuple[int, int, int, int], context: float = 0.0) -> tuple[int, int, int, int]:
+    """A VOC box (one-based, inclusive) as a PIL crop, grown by ``context`` of its size on each
+    side (PIL pads beyond the image with black)."""
+    x0, y0, x1, y1 = box
+    grow_x, grow_y = context * (x1 - x0 + 1), context * (y1 - y0 + 1)
+    return (round(x0 - 1 - grow_x), round(y0 - 1 - grow_y), round(x1 + grow_x), round(y1 + grow_y))
+
+
+@dataclass(frozen=True)
+class ActionPerson:
+    image: VOCImage
+    box: tuple[int, int, int, int]
+    actions: tuple[str, ...]
+
+
+def list_voc_action(root: str | Path, split: str = "train", year: str = "2012") -> list[ActionPerson]:
+    """Every annotated person of a VOC Action split (ImageSets/Action/<split>.txt)."""
+    year_dir = voc_year_dir(root, year)
+    people = []
+    for image_id in _read_split(year_dir, "Action", split):
+        xml_path = require_file(year_dir / "Annotations" / f"{image_id}.xml", "VOC annotation")
+        image = read_voc_annotation(xml_path, year_dir / "JPEGImages")
+        for obj in image.objects:
+            unknown = set(obj.actions) - set(VOC_ACTIONS) - {"other"}
+            if unknown:
+                raise DataFormatError(f"{xml_path}: unknown action(s) {sorted(unknown)}")
+            if obj.name == "person" and obj.actions:
+                people.append(ActionPerson(image, obj.box, obj.actions))
+    return people

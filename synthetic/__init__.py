@@ -1,0 +1,60 @@
+"""Synthetic datasets in the real on-disk formats of ImageNet, PASCAL VOC 2007 detection, VOC 2012
+action and SUN397 (and of any task that registers a generator), generated offline.
+
+Each dataset is named by its generator (``GENERATORS``, filled by ``@GENERATORS.register(name)`` above
+an ``ensure(scale, seed, workers) -> Path`` function) and built once under the data directory
+(``formats.cache``), in a folder whose name carries a digest of every module that shapes it.
+``resolve`` turns a data source, ``embedded:<scale>`` or the path of a real dataset, into a folder.
+"""
+
+import functools
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from formats.cache import build_once, data_dir
+from formats.registry import Registry
+
+GENERATORS = Registry("synthetic dataset", package="synthetic")
+EMBEDDED = "embedded:"  # a data source generated here: embedded:<scale>
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of the code and lists that shape synthetic data: this package and the layer below it
+    (formats: the class lists, PASCAL synsets and WordNet rules the generators follow). Cached datasets
+    are named by it, so no edit to either ever serves data that the old code made."""
+    digest = hashlib.sha256()
+    for package in ("formats", "synthetic"):
+        for path in sorted((ROOT / package).glob("*.[pt][yx]*")):
+            digest.update(f"{package}/{path.name}".encode() + path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
+def ensure_dataset(name: str, scales: dict, scale: str, seed: int, generate: Callable, workers=None) -> Path:
+    """The synthetic dataset ``name`` at this scale and seed, generated on first use by
+    ``generate(out_dir, scales[scale], seed, workers)``."""
+    if scale not in scales:
+        raise ValueError(f"unknown scale {scale!r} for {name}; choose one of {sorted(scales)}")
+    target = data_dir() / "synthetic" / f"{name}-{scale}-seed{seed}-{code_version()}"
+    return build_once(target, lambda out: generate(out, scales[scale], seed, workers))
+
+
+def resolve(dataset: str, source: str) -> Path:
+    """The folder of ``dataset`` for a data source: ``embedded:<scale>`` (generated here on first use, the
+    same on every node) or the path of the real dataset. Called where the data is read, so that every
+    node of a cluster finds its own copy."""
+    if source.startswith(EMBEDDED):
+        return GENERATORS[dataset](source.removeprefix(EMBEDDED))
+    return Path(source).expanduser().resolve()
+
+
+def run_parallel(work: Callable, tasks: Sequence, desc: str, workers: int | None = None) -> list:
+    """``work`` over ``tasks`` on all cores with a progress bar; results in task order."""
+    with multiprocessing.get_context("fork").Pool(workers or os.cpu_count()) as pool:
+        return list(tqdm(pool.imap(work, tasks, chunksize=8), total=len(tasks), desc=desc))
