@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from subsets.manifest import SubsetSpec, make_manifest
-from subsets.wordnet import class_list
+from formats.imagenet import class_list
 
 VARIANTS = [
     *(SubsetSpec("fine", images_per_class=n) for n in (50, 125, 250, 500)),

@@ -22,15 +22,15 @@ from pathlib import Path
 
 import torch
 
-from embedded import voc
+from synthetic import voc
 from trainers.detect import finetune_detection
-from trainers.models import AlexNet, AlexNetConfig, save_checkpoint
+from models import create_model, save_checkpoint
 
 
 def measure(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "alexnet.pt"
-        save_checkpoint(checkpoint, AlexNet(1000, AlexNetConfig(variant=args.variant, width=args.width)))
+        save_checkpoint(checkpoint, create_model("alexnet", 1000, {"variant": args.variant, "width": args.width}))
         start = time.perf_counter()
         result = finetune_detection(
             checkpoint,

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from embedded import imagenet, sun397, voc
+from synthetic import imagenet, sun397, voc
 
 DATASETS = {"imagenet": imagenet, "voc": voc, "sun397": sun397}
 

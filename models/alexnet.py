@@ -1,4 +1,4 @@
-"""AlexNet, the paper's network, in two input sizes, and its checkpoints.
+"""AlexNet, the paper's network, in two input sizes, registered as the timm architecture ``alexnet``.
 
 ``variant="imagenet"`` is torchvision's AlexNet (224 px input, conv1 11x11 stride 4; the same
 parameter names and shapes at width 1, so torchvision's weights load). ``variant="small"`` is the
@@ -7,14 +7,17 @@ same network for the embedded 32-64 px images: conv1 5x5 stride 1, everything el
 
 conv1-conv5 (``features`` without its last max-pool) is the trunk that detection reuses: stride
 16 for the imagenet variant, 4 for the small one. fc6 and fc7 are ``classifier[1]`` and
-``classifier[4]``; fc8 is ``classifier[6]``, which fine-tuning replaces.
+``classifier[4]``; fc8 is ``classifier[6]``, timm's "classifier", which ``reset_classifier``
+replaces; ``forward_head(x, pre_logits=True)`` gives fc7, the features of probes.
 """
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
+
+from models import register_model
 
 CONV_CHANNELS = (64, 192, 384, 256, 256)
 FC_WIDTH = 4096
@@ -38,6 +41,10 @@ class AlexNet(nn.Module):
     def __init__(self, num_classes: int, config: AlexNetConfig = AlexNetConfig()):
         super().__init__()
         self.config = config
+        self.num_classes = num_classes
+        size = 224 if config.variant == "imagenet" else 32
+        self.pretrained_cfg = {"mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD, "input_size": (3, size, size),
+                               "interpolation": "bilinear", "crop_pct": 0.875}  # fmt: skip
         c1, c2, c3, c4, c5 = (max(8, round(n * config.width)) for n in CONV_CHANNELS)
         fc = max(64, round(FC_WIDTH * config.width))
         conv1 = nn.Conv2d(3, c1, 11, 4, 2) if config.variant == "imagenet" else nn.Conv2d(3, c1, 5, 1, 2)
@@ -60,37 +67,32 @@ class AlexNet(nn.Module):
         """conv1-conv5 with their ReLUs, without the last max-pool."""
         return self.features[:-1]
 
-    def penultimate(self, images: torch.Tensor) -> torch.Tensor:
-        """fc7 activations: the features of linear and nearest-neighbour probes."""
-        pooled = torch.flatten(self.avgpool(self.features(images)), 1)
-        return self.classifier[:-1](pooled)
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.avgpool(self.features(images))
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """fc8's scores, or with ``pre_logits`` fc7's activations."""
+        head = self.classifier[:-1] if pre_logits else self.classifier
+        return head(torch.flatten(features, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(images)), 1))
+        return self.forward_head(self.forward_features(images))
 
-    def replace_fc8(self, num_classes: int) -> None:
-        """A freshly initialised last layer for a new task (fine-tuning)."""
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier[-1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A freshly initialised fc8 for a new task (fine-tuning)."""
         old = self.classifier[-1]
         self.classifier[-1] = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+        self.num_classes = num_classes
 
 
-def save_checkpoint(path: Path, model: AlexNet, extra: dict | None = None) -> None:
-    """Atomically: a half-written checkpoint never replaces a good one."""
-    path = Path(path)
-    state = {
-        "model": model.state_dict(),
-        "alexnet": asdict(model.config),
-        "num_classes": model.classifier[-1].out_features,
-        **(extra or {}),
-    }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def load_checkpoint(path: Path) -> tuple[AlexNet, dict]:
-    """The model and the rest of what was saved with it."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = AlexNet(state["num_classes"], AlexNetConfig(**state["alexnet"]))
-    model.load_state_dict(state["model"])
-    return model, state
+@register_model
+def alexnet(pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None, *,
+            num_classes: int = 1000, variant: str = "imagenet", width: float = 1.0, dropout: float = 0.5) -> AlexNet:
+    """AlexNet (``variant``: imagenet or small; ``width`` scales every layer). No published weights:
+    this project pretrains it."""
+    if pretrained:
+        raise ValueError("alexnet has no published weights here: pretrain it on a subset (a grid's point)")
+    return AlexNet(num_classes, AlexNetConfig(variant, width, dropout))

@@ -1,27 +1,47 @@
-"""Command-line overrides + orchestrator/conf -> one validated run configuration.
+"""Command-line overrides + orchestrator/conf -> one validated run configuration, and its grid's points.
 
 Grids are config files in Hydra config groups: ``grid=NAME`` picks conf/grid/NAME.yaml,
 ``scale=NAME`` conf/scale/NAME.yaml, and any key is overridable as ``key=value``. Keys are
-strict: an unknown key is an error that names the nearest valid ones.
+strict: an unknown key is an error that names the nearest valid ones. The ``data`` section has one
+key per dataset that pretraining or a registered task reads.
+
+A grid point (``grid.points``) has a schema, ``POINT_KEYS``; a grid-level key of the same name is
+the default of every point. Any value may be given per scale, ``{embedded: 3000, paper: 500000}``,
+and the run's scale picks one. Everything a point names (label set, task, model) is resolved here,
+before Ray starts, so ``dry_run=true`` catches it. Nothing here imports training code.
 """
 
 import difflib
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException, MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from subsets.labels import check_name
-from trainers.finetune import TASKS
-from trainers.models import AlexNetConfig
+from models import check_model
+from tasks import TASKS, datasets
 
 CONF_DIR = Path(__file__).parent / "conf"
-WHOLE_NUMBERS = {  # keys that must be whole numbers >= 1, by section
+# What a grid point may set; a grid-level key of the same name is every point's default.
+POINT_KEYS = {
+    "label_set": "the pretraining's label set (python -m subsets label-sets)",
+    "images_per_class": "images of every kept class (all: every image)",
+    "budget": "images in all, spread equally over the labels",
+    "subset_seed": "the seed of the subset's sampling and random label sets",
+    "extra_include_under": "extra_<N>: keep only candidates under these synsets",
+    "extra_exclude_under": "extra_<N>: drop the candidates under these synsets",
+    "model": "the network pretrained: {name: ..., args: {...}}",
+    "pretrain": "overrides of the pretrain recipe",
+    "finetune": "overrides of the finetune protocol's recipe",
+    "detect": "overrides of the detect protocol's recipe",
+}
+GRID_KEYS = {"name", "points", "tasks", "seeds", *POINT_KEYS}
+WHOLE_NUMBERS = {  # recipe keys that must be whole numbers >= 1, by section
     "pretrain": ("epochs", "batch_size", "lr_step_epochs", "image_size"),
     "finetune": ("epochs", "batch_size", "lr_step_epochs"),
-    "finetune.detection": ("iterations", "batch_size", "image_scale", "checkpoint_interval"),
+    "detect": ("iterations", "batch_size", "image_scale", "checkpoint_interval"),
 }
 
 
@@ -34,14 +54,25 @@ def available(group: str) -> list[str]:
 
 
 def _keys(node, prefix="") -> list[str]:
-    if not isinstance(node, dict):
+    if not isinstance(node, dict) or not node:
         return [prefix]
     return [k for key, value in node.items() for k in _keys(value, f"{prefix}.{key}" if prefix else key)]
 
 
-def _base_keys() -> list[str]:
+def _compose(overrides: list[str]) -> DictConfig:
+    # The data section is the registered tasks' datasets, so that a new task's dataset needs no edit here.
+    ConfigStore.instance().store(name="datasets", node={"data": {name: "embedded:default" for name in datasets()}})
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return _keys(OmegaConf.to_container(compose("config"), resolve=False))
+        config = compose("config", overrides=overrides, return_hydra_config=True)
+    scale = config.hydra.runtime.choices.scale
+    with open_dict(config):
+        del config["hydra"]
+        config.scale = scale
+    return config
+
+
+def base_keys() -> list[str]:
+    return _keys(OmegaConf.to_container(_compose([]), resolve=False))
 
 
 def load(overrides: list[str]) -> DictConfig:
@@ -53,8 +84,7 @@ def load(overrides: list[str]) -> DictConfig:
                 f"unknown {key} {override.split('=', 1)[1]!r}; available: {', '.join(available(key))}"
             )
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base=None):
-            config = compose("config", overrides=overrides)
+        config = _compose(overrides)
     except (ConfigCompositionException, MissingConfigException, OmegaConfBaseException) as error:
         raise ConfigError(_explain(error, overrides)) from None
     check(config)
@@ -63,7 +93,7 @@ def load(overrides: list[str]) -> DictConfig:
 
 def _explain(error: Exception, overrides: list[str]) -> str:
     message = str(error)
-    known = _base_keys()
+    known = base_keys()
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key in ("grid", "scale") or key in known or any(k.startswith(key + ".") for k in known):
@@ -75,28 +105,109 @@ def _explain(error: Exception, overrides: list[str]) -> str:
     return message
 
 
+def _unknown_keys(keys, valid, where: str) -> None:
+    for key in sorted(set(keys) - set(valid)):
+        close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
+        raise ConfigError(
+            f"{where}: unknown key {key!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+            + f" Valid keys: {', '.join(sorted(valid))}"
+        )  # fmt: skip
+
+
+def at_scale(value, scale: str, where: str):
+    """``value`` with every per-scale mapping ({embedded: ..., paper: ...}) replaced by its entry for ``scale``."""
+    if isinstance(value, dict) and value and set(value) <= set(available("scale")):
+        if scale not in value:
+            raise ConfigError(f"{where} has no value for scale {scale!r} (it has {', '.join(sorted(value))})")
+        return at_scale(value[scale], scale, where)
+    if isinstance(value, dict):
+        return {key: at_scale(item, scale, f"{where}.{key}") for key, item in value.items()}
+    return value
+
+
+def check_recipe(section: str, recipe: dict, where: str) -> None:
+    for key in WHOLE_NUMBERS.get(section, ()):
+        value = recipe.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}.{key} must be a whole number >= 1, not {value!r}")
+
+
+def grid_points(config: DictConfig) -> list[dict]:
+    """Every point of the grid with the grid's defaults and the run's scale applied: label_set, images_per_class,
+    budget, subset_seed, extra_include_under, extra_exclude_under, model ({name, args}) and the recipes
+    (pretrain and each protocol's section, with the point's overrides). Errors name the point and the key."""
+    grid = OmegaConf.to_container(config.grid, resolve=True)
+    _unknown_keys(grid, GRID_KEYS, "grid")
+    defaults = {key: value for key, value in grid.items() if key in POINT_KEYS}
+    sections = {"pretrain", *(TASKS[name].protocol for name in TASKS.names())}
+    points = []
+    for number, point in enumerate(grid.get("points") or [], start=1):
+        where = f"grid point {number} ({point})"
+        if not isinstance(point, dict):
+            raise ConfigError(f"{where}: a point is a mapping of {', '.join(POINT_KEYS)}")
+        _unknown_keys(point, POINT_KEYS, where)
+        if "images_per_class" in point and "budget" in point:
+            raise ConfigError(f"{where}: give images_per_class or budget, not both")
+        own_limit = {"images_per_class", "budget"} & set(point)
+        merged = {k: v for k, v in defaults.items() if not (own_limit and k in ("images_per_class", "budget"))}
+        merged = at_scale({**merged, **point}, config.scale, where)
+        if "label_set" not in merged:
+            raise ConfigError(f"{where}: no label_set (give one in the point or at grid level)")
+        if merged.get("images_per_class") == "all":
+            merged["images_per_class"] = None
+        resolved = {
+            "label_set": merged["label_set"],
+            "images_per_class": merged.get("images_per_class"),
+            "budget": None if merged.get("images_per_class") is not None else merged.get("budget"),
+            "subset_seed": merged.get("subset_seed", 0),
+            "extra_include_under": tuple(merged.get("extra_include_under") or ()),
+            "extra_exclude_under": tuple(merged.get("extra_exclude_under") or ()),
+            "model": merged.get("model") or OmegaConf.to_container(config.model, resolve=True),
+        }
+        for key in ("images_per_class", "budget", "subset_seed"):
+            value = resolved[key]
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ConfigError(f"{where}: {key} must be a whole number, not {value!r}")
+        model = resolved["model"]
+        if not isinstance(model, dict) or "name" not in model or set(model) - {"name", "args"}:
+            raise ConfigError(f"{where}: model is a mapping {{name: ..., args: {{...}}}}, not {model!r}")
+        resolved["model"] = {"name": model["name"], "args": dict(model.get("args") or {})}
+        for section in sections:
+            base = at_scale(OmegaConf.to_container(config[section], resolve=True), config.scale, section)
+            override = merged.get(section) or {}
+            _unknown_keys(override, base, f"{where}: {section}")
+            resolved[section] = {**base, **override}
+            check_recipe(section, resolved[section], section if not override else f"{where}: {section}")
+        points.append(resolved)
+    if not points:
+        raise ConfigError("grid.points is empty: a grid needs at least one point")
+    return points
+
+
 def check(config: DictConfig) -> None:
-    """Values no schema catches: label sets, tasks, the network, numbers that must be positive."""
+    """Values no schema catches: tasks, the models, the grid's points, numbers that must be positive."""
     try:
         missing = sorted(OmegaConf.missing_keys(config))
     except OmegaConfBaseException as error:
         raise ConfigError(str(error)) from None
     if missing:
         raise ConfigError(f"these keys need a value: {', '.join(missing)}")
-    grid = config.grid
-    for point in grid.points:
-        check_name(point.label_set)
-    unknown_tasks = [t for t in grid.tasks if t not in TASKS]
+    unknown_tasks = [t for t in config.grid.tasks if t not in TASKS]
     if unknown_tasks:
-        raise ConfigError(f"unknown task(s) {unknown_tasks}; tasks: {', '.join(TASKS)}")
-    AlexNetConfig(**config.pretrain.alexnet)
-    for section, keys in WHOLE_NUMBERS.items():
-        for key in keys:
-            value = OmegaConf.select(config, f"{section}.{key}")
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{section}.{key} must be a whole number >= 1, not {value!r}")
-    if config.resources.num_workers < 1 or config.finetune.groups < 1:
-        raise ConfigError("resources.num_workers and finetune.groups must be >= 1")
+        raise ConfigError(f"unknown task(s) {unknown_tasks}; tasks: {', '.join(TASKS.names())}")
+    for name in ("num_workers", "cpus_per_worker", "finetune_groups"):
+        if not isinstance(config.resources[name], int) or config.resources[name] < 1:
+            raise ConfigError(f"resources.{name} must be a whole number >= 1, not {config.resources[name]!r}")
+    for point in grid_points(config):
+        model = point["model"]
+        try:
+            check_model(model["name"], model["args"])
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        for task in config.grid.tasks:
+            needed = TASKS[task].requires_model
+            if needed and model["name"] != needed:
+                raise ConfigError(f"task {task} transfers {needed} pretrainings only, not {model['name']}")
 
 
 def run_name(config: DictConfig) -> str:

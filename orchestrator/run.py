@@ -21,25 +21,34 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
 from omegaconf import OmegaConf
-from ray import tune
 
-from embedded import sources
-from orchestrator.config import ConfigError, available, load, run_name
+import synthetic
+from formats import GENERATE_HINT, DataFormatError
+from models import list_models, project_models
+from orchestrator.config import POINT_KEYS, ConfigError, available, load, run_name
 from orchestrator.plan import describe, make_plan
 from orchestrator.store import Store, filesystem_of, join
-from orchestrator.trial import sweep_trial
-from trainers.data import GENERATE_HINT, DataFormatError
-from trainers.finetune import TASK_DATASET, check_task_data
+from subsets.labels import LABEL_SET_METHODS
+from tasks import TASKS
 
 PACKAGES = ("torch", "torchvision", "ray", "mmcv", "mmdet", "mmengine", "nltk", "timm", "pyarrow", "transfer-grids")
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def usage() -> str:
-    return f"{__doc__}\ngrids: {', '.join(available('grid'))}\nscales: {', '.join(available('scale'))}\n" \
-        "keys and their defaults: orchestrator/conf/config.yaml"
+    tasks = "".join(f"\n  {n:12s} {TASKS[n].protocol:9s} data.{TASKS[n].dataset:9s} {TASKS[n].description}"
+                    for n in TASKS.names())  # fmt: skip
+    points = "".join(f"\n  {key:20s} {what}" for key, what in POINT_KEYS.items())
+    return (
+        f"{__doc__}\ngrids (orchestrator/conf/grid/): {', '.join(available('grid'))}"
+        f"\nscales (orchestrator/conf/scale/): {', '.join(available('scale'))}"
+        f"\ntasks (grid.tasks; protocol, data key):{tasks}"
+        f"\nmodels (model.name): {', '.join(project_models())}, or any of timm's {len(list_models())} architectures"
+        f"\nlabel sets (label_set): {', '.join(LABEL_SET_METHODS.names())}"
+        f"\ngrid point keys (a grid-level key of the same name is every point's default):{points}"
+        "\nkeys and their defaults: orchestrator/conf/config.yaml"
+    )
 
 
 def versions() -> dict[str, str]:
@@ -67,11 +76,11 @@ def check_data(config) -> None:
     generated here, once."""
     needed = {"imagenet": []}
     for task in config.grid.tasks:
-        needed.setdefault(TASK_DATASET[task], []).append(task)
+        needed.setdefault(TASKS[task].dataset, []).append(task)
     for dataset, tasks in sorted(needed.items()):
         source = config.data[dataset]
-        if source.startswith("embedded:"):
-            sources.resolve(dataset, source)
+        if source.startswith(synthetic.EMBEDDED):
+            synthetic.resolve(dataset, source)
             continue
         if not Path(source).expanduser().is_dir():
             raise ConfigError(
@@ -80,7 +89,7 @@ def check_data(config) -> None:
             )
         for task in tasks:
             try:
-                check_task_data(task, Path(source).expanduser())
+                TASKS[task].check_layout(Path(source).expanduser())
             except DataFormatError as error:
                 raise ConfigError(f"data.{dataset}={source} cannot serve task {task}: {error}") from None
 
@@ -115,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "run": name, "grid": config.grid.name, "run_dir": run_dir, "results": store.uri,
         "train_storage": join(run_dir, "train"), "config": OmegaConf.to_container(config, resolve=True),
-        "resources": OmegaConf.to_container(config.resources), "finetune_groups": config.finetune.groups,
-        "pretrain_loader_workers": config.pretrain.loader_workers,
-        "finetune_loader_workers": config.finetune.loader_workers,
-        "versions": versions(), "git_revision": git_revision(),
+        "resources": OmegaConf.to_container(config.resources), "versions": versions(), "git_revision": git_revision(),
     }  # fmt: skip
     points = [
         {"pretraining": dataclasses.asdict(p),
@@ -132,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> None:
+    # Here, not at the top: --help, config loading and dry runs import no Ray Train, MMDetection or training code.
+    import ray
+    from ray import tune
+
+    from orchestrator.trial import sweep_trial
+
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     # A worker group waits for its turn when trials outnumber free CPUs, and a busy machine
     # starts worker processes slowly: Ray Train's 60 s default then fails healthy runs.
@@ -142,7 +154,7 @@ def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> None:
         ray.init(include_dashboard=True, dashboard_host=config.ray.dashboard_host,
                  dashboard_port=config.ray.dashboard_port)  # fmt: skip
     try:
-        concurrent = config.ray.max_concurrent_trials or _trials_that_fit(config)
+        concurrent = config.ray.max_concurrent_trials or _trials_that_fit(config, ray.cluster_resources())
         tuner = tune.Tuner(
             # The trial only drives trainers, whose workers hold the CPUs and GPUs. Even a sliver of
             # a CPU per trial would leave no node a whole CPU for a worker; a token of memory is free.
@@ -156,10 +168,10 @@ def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> None:
         ray.shutdown()
 
 
-def _trials_that_fit(config) -> int:
+def _trials_that_fit(config, available_now: dict) -> int:
     """As many trials at once as the cluster holds worker groups: more would only queue their
     trainers, whose controllers then back off and retry."""
-    resources, available_now = config.resources, ray.cluster_resources()
+    resources = config.resources
     fits = available_now.get("CPU", 1) // (resources.num_workers * resources.cpus_per_worker)
     if resources.use_gpu:
         fits = min(fits, available_now.get("GPU", 0) // resources.num_workers)

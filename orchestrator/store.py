@@ -2,7 +2,9 @@
 
     <storage>/<run>/results/<kind>-<unit_id>.parquet
 
-A row holds every input that determined the unit and every number it produced (see SCHEMA).
+A row holds every input that determined the unit and every number it produced (see SCHEMA). Files
+written before a column existed read with nulls in it (the ``model`` and ``protocol`` columns came
+with the model and protocol registries; earlier rows are AlexNet pretrainings and their transfers).
 Files are written whole and atomically: to a hidden temporary name then renamed on a local or
 mounted file system, as a single object put on object stores (s3://, gs://). A unit's file is
 named by its content hash, so a rerun that finishes a failed unit replaces its row and nothing
@@ -25,6 +27,7 @@ SCHEMA = pa.schema([
     ("run", pa.string()), ("grid", pa.string()), ("kind", pa.string()),  # pretrain | finetune
     ("unit_id", pa.string()), ("pretrain_id", pa.string()), ("trial_id", pa.string()),
     ("status", pa.string()), ("error", pa.string()),  # ok | failed
+    ("model", pa.string()), ("protocol", pa.string()),  # pretrain | the transfer's protocol (finetune, detect)
     ("task", pa.string()), ("seed", pa.int64()),
     ("metric", pa.string()), ("value", pa.float64()), ("metrics", pa.string()),  # JSON: every number
     ("label_set", pa.string()), ("classes", pa.int64()), ("labels", pa.int64()),

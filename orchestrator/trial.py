@@ -22,7 +22,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from orchestrator.store import Store, filesystem_of, join
 from subsets.manifest import SubsetSpec, build
-from trainers import finetune, pretrain
+from trainers import pretrain, transfer
 
 ERROR_LIMIT = 4000  # characters of a traceback kept in a failed row
 
@@ -46,7 +46,8 @@ def sweep_trial(job: dict, settings: dict) -> None:
         return
     checkpoint = _checkpoint(row["checkpoint"])
     units = job["finetunings"]
-    groups = [units[k :: settings["finetune_groups"]] for k in range(settings["finetune_groups"])]
+    count = settings["resources"]["finetune_groups"]
+    groups = [units[k::count] for k in range(count)]
     run_group = lambda index_group: _finetune(*index_group, pretraining, checkpoint, settings, context, store)  # noqa: E731
     # A group keeps its index across reruns: it names the Train run that a rerun resumes.
     todo = [(k, [u for u in group if u["unit_id"] not in finished]) for k, group in enumerate(groups)]
@@ -98,7 +99,7 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
     subset_spec = SubsetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["subset"].items()})
     started = time.perf_counter()
     row = {**context, "kind": "pretrain", "unit_id": job["unit_id"], "pretrain_id": job["unit_id"],
-           "label_set": subset_spec.label_set, "images_per_class": subset_spec.images_per_class,
+           "model": job["model"]["name"], "protocol": "pretrain", "label_set": subset_spec.label_set, "images_per_class": subset_spec.images_per_class,
            "budget": subset_spec.budget, "subset_seed": subset_spec.seed, "epochs": job["recipe"]["epochs"],
            "metric": "val_top1"}  # fmt: skip
     try:
@@ -108,8 +109,8 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
                 "budget_shortfall": facts["shortfall"], "subset_hash": facts["hash"]}  # fmt: skip
         manifest = _publish_manifest(subset.directory / "manifest.parquet", settings, facts["hash"])
         loop_config = {**job["recipe"], "manifest": manifest, "data_source": subset_spec.source,
-                       "num_labels": facts["labels"], "use_gpu": settings["resources"]["use_gpu"],
-                       "loader_workers": settings["pretrain_loader_workers"]}  # fmt: skip
+                       "num_labels": facts["labels"], "model": job["model"], "use_gpu": settings["resources"]["use_gpu"],
+                       "loader_workers": settings["resources"]["loader_workers"]}  # fmt: skip
         checkpoint, state = _fit(
             pretrain.train_fn_per_worker, loop_config, f"pretrain-{job['unit_id']}", settings, pretrain.STATE_FILE
         )
@@ -128,19 +129,19 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
 def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint, settings, context, store) -> None:
     started = time.perf_counter()
     pretrain_id = pretraining["unit_id"]
-    loop_config = {"units": [{k: u[k] for k in ("unit_id", "task", "seed", "recipe")} for u in units],
+    loop_config = {"units": [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe")} for u in units],
                    "pretrained": checkpoint, "data_sources": {u["task"]: u["data_source"] for u in units},
-                   "use_gpu": settings["resources"]["use_gpu"], "loader_workers": settings["finetune_loader_workers"],
+                   "use_gpu": settings["resources"]["use_gpu"], "loader_workers": settings["resources"]["loader_workers"],
                    "image_size": pretraining["recipe"]["image_size"]}  # fmt: skip
     try:
         name = f"finetune-{pretrain_id}-group{index}"
-        _, progress = _fit(finetune.finetune_fn_per_worker, loop_config, name, settings, finetune.PROGRESS_FILE)
+        _, progress = _fit(transfer.finetune_fn_per_worker, loop_config, name, settings, transfer.PROGRESS_FILE)
         results, error = progress["results"], None
     except Exception as failure:
         results, error = {}, _failed(failure)
     for unit in units:
         row = {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretrain_id,
-               "task": unit["task"], "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"),
+               "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"], "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"),
                "checkpoint": _uri(checkpoint), "wall_time_s": time.perf_counter() - started}  # fmt: skip
         outcome = results.get(unit["unit_id"])
         if outcome is None:

@@ -235,15 +235,16 @@ class Request:
 class Method:
     pattern: str  # the names it builds: "fine", "down_up_<N>", ...
     build: Callable[[Request], LabelSet]
+    example: str  # a name it builds on ImageNet-1k (the registry-driven tests build it)
     takes_filters: bool = False  # include_under / exclude_under apply
 
     def matches(self, name: str) -> re.Match | None:
         return re.fullmatch(re.escape(self.pattern).replace("<N>", r"(\d+)"), name)
 
 
-def register_method(pattern: str, takes_filters: bool = False) -> Callable:
+def register_method(pattern: str, example: str | None = None, takes_filters: bool = False) -> Callable:
     def add(build: Callable[[Request], LabelSet]) -> Callable:
-        LABEL_SET_METHODS.register(pattern)(Method(pattern, build, takes_filters))
+        LABEL_SET_METHODS.register(pattern)(Method(pattern, build, example or pattern, takes_filters))
         return build
 
     return add
@@ -264,15 +265,15 @@ def _pick_from_chain(request: Request, method: str) -> LabelSet:
 
 
 register_method("fine")(lambda r: fine(list(r.wnids)))
-register_method("down_up_<N>")(lambda r: _pick_from_chain(r, "down_up"))
-register_method("up_down_<N>")(lambda r: _pick_from_chain(r, "up_down"))
+register_method("down_up_<N>", "down_up_918")(lambda r: _pick_from_chain(r, "down_up"))
+register_method("up_down_<N>", "up_down_127")(lambda r: _pick_from_chain(r, "up_down"))
 register_method("pascal_removed")(lambda r: pascal_removed(list(r.wnids)))
-register_method("random_<N>")(lambda r: random_classes(list(r.wnids), r.number, r.seed))
+register_method("random_<N>", "random_10")(lambda r: random_classes(list(r.wnids), r.number, r.seed))
 register_method("split_random_a")(lambda r: random_halves(list(r.wnids), r.seed)[0])
 register_method("split_random_b")(lambda r: random_halves(list(r.wnids), r.seed)[1])
 register_method("split_min_a")(lambda r: min_shared_ancestry_halves(list(r.wnids))[0])
 register_method("split_min_b")(lambda r: min_shared_ancestry_halves(list(r.wnids))[1])
-register_method("extra_<N>", takes_filters=True)(
+register_method("extra_<N>", "extra_5", takes_filters=True)(
     lambda r: extra_classes(list(r.wnids), r.number, r.seed, include_under=r.include_under, exclude_under=r.exclude_under)
 )
 

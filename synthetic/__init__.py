@@ -9,6 +9,7 @@ an ``ensure(scale, seed, workers) -> Path`` function) and built once under the d
 
 import functools
 import hashlib
+import inspect
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -25,14 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @functools.cache
-def code_version() -> str:
-    """A digest of the code and lists that shape synthetic data: this package and the layer below it
-    (formats: the class lists, PASCAL synsets and WordNet rules the generators follow). Cached datasets
-    are named by it, so no edit to either ever serves data that the old code made."""
+def code_version(generator_file: Path | None = None) -> str:
+    """A digest of the code and lists that shape synthetic data: this package, the layer below it (formats:
+    the class lists, PASCAL synsets and WordNet rules the generators follow) and the generator's own file where
+    it lives elsewhere (a task's file). Cached datasets are named by it, so no edit to any of them ever serves
+    data that the old code made."""
+    files = [path for package in ("formats", "synthetic") for path in sorted((ROOT / package).glob("*.[pt][yx]*"))]
+    if generator_file is not None and generator_file.parent not in (ROOT / "formats", ROOT / "synthetic"):
+        files.append(generator_file)
     digest = hashlib.sha256()
-    for package in ("formats", "synthetic"):
-        for path in sorted((ROOT / package).glob("*.[pt][yx]*")):
-            digest.update(f"{package}/{path.name}".encode() + path.read_bytes())
+    for path in files:
+        digest.update(f"{path.parent.name}/{path.name}".encode() + path.read_bytes())
     return digest.hexdigest()[:8]
 
 
@@ -41,7 +45,8 @@ def ensure_dataset(name: str, scales: dict, scale: str, seed: int, generate: Cal
     ``generate(out_dir, scales[scale], seed, workers)``."""
     if scale not in scales:
         raise ValueError(f"unknown scale {scale!r} for {name}; choose one of {sorted(scales)}")
-    target = data_dir() / "synthetic" / f"{name}-{scale}-seed{seed}-{code_version()}"
+    version = code_version(Path(inspect.getsourcefile(generate)).resolve())
+    target = data_dir() / "synthetic" / f"{name}-{scale}-seed{seed}-{version}"
     return build_once(target, lambda out: generate(out, scales[scale], seed, workers))
 
 

@@ -48,6 +48,7 @@ class Task:
     splits: tuple[str, str] = ("train", "test")  # the splits that ``read`` trains on and tests on
     multilabel: bool = False  # one sigmoid per class (scored by mAP) rather than a softmax
     evaluate: Callable[[np.ndarray, np.ndarray], dict] | None = None  # (scores, targets) -> metrics
+    requires_model: str | None = None  # the only pretrained architecture the protocol can build on, if any
 
 
 def register(task: Task) -> Task:

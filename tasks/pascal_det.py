@@ -12,5 +12,6 @@ register(
         metric="map",
         check_layout=lambda root: check_voc_splits(root, "2007", "Main", ("trainval", "test")),
         description="VOC 2007 detection, trainval -> test; 11-point mAP over the 20 classes",
+        requires_model="alexnet",  # the detector is AlexNet's conv1-conv5 + fc6/fc7 (Fast R-CNN's recipe)
     )
 )

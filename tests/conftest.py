@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedded import imagenet, sun397, voc
+from synthetic import imagenet, sun397, voc
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The readers of trainers.data on small hand-made datasets in the real formats, and their
+"""The readers of formats on small hand-made datasets in the real formats, and their
 answers to bad input."""
 
 import logging
@@ -8,17 +8,11 @@ import torch
 from conftest import write_image
 from PIL import Image
 
-from trainers.data import (
-    DataFormatError,
-    ImageDataset,
-    collate_skipping_unreadable,
-    list_imagenet,
-    list_sun397,
-    list_voc_action,
-    list_voc_detection,
-    load_rgb,
-    voc_crop,
-)
+from formats import DataFormatError
+from formats.images import ImageDataset, collate_skipping_unreadable, load_rgb
+from formats.imagenet import list_imagenet
+from formats.sun397 import list_sun397
+from formats.voc import list_voc_action, list_voc_detection, voc_crop
 
 TENCH, GOLDFISH = "n01440764", "n01443537"
 
@@ -86,7 +80,7 @@ def test_corrupt_images_are_skipped_logged_and_counted(imagenet_root, caplog):
     to_tensor = lambda image: torch.tensor(image.size)  # noqa: E731
     dataset = ImageDataset(imagenet_root, table["path"].to_pylist(), list(range(len(table))), to_tensor)
     loader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset), collate_fn=collate_skipping_unreadable)
-    with caplog.at_level(logging.WARNING, logger="trainers.data"):
+    with caplog.at_level(logging.WARNING, logger="formats.images"):
         (images, targets, skipped) = next(iter(loader))
     assert skipped == 2 and images.tolist() == [[20, 16]] * 3
     assert targets.tolist() == [1, 2, 4]  # the PNG and the CMYK tench and the goldfish survive
@@ -94,7 +88,7 @@ def test_corrupt_images_are_skipped_logged_and_counted(imagenet_root, caplog):
 
 
 def test_missing_imagenet_root_says_how_to_get_data(tmp_path):
-    with pytest.raises(DataFormatError, match="python -m embedded generate"):
+    with pytest.raises(DataFormatError, match="python -m synthetic generate"):
         list_imagenet(tmp_path / "nowhere", "train")
 
 
@@ -191,7 +185,7 @@ def test_voc_unknown_class_and_bad_xml(tmp_path):
 
 
 def test_voc_missing_root_and_split(tmp_path):
-    with pytest.raises(DataFormatError, match="python -m embedded generate"):
+    with pytest.raises(DataFormatError, match="python -m synthetic generate"):
         list_voc_detection(tmp_path / "VOCdevkit")
     make_voc2007(tmp_path)
     with pytest.raises(DataFormatError, match="test.txt"):
@@ -273,7 +267,7 @@ def test_sun397_bad_input(tmp_path):
     (root / "Partitions" / "Testing_01.txt").write_text("/k/kitchen/sun_x.jpg\n")
     with pytest.raises(DataFormatError, match="kitchen"):
         list_sun397(root, "test", 1)
-    with pytest.raises(DataFormatError, match="python -m embedded generate"):
+    with pytest.raises(DataFormatError, match="python -m synthetic generate"):
         list_sun397(tmp_path / "missing")
 
 

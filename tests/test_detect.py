@@ -20,10 +20,11 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import CheckpointLoader
 from omegaconf import OmegaConf
 
-from embedded import voc
-from trainers.data import VOC_CLASSES, DataFormatError, list_voc_detection
+from synthetic import voc
+from formats import DataFormatError
+from formats.voc import VOC_CLASSES, list_voc_detection
 from trainers.detect import detector_config, finetune_detection
-from trainers.models import AlexNet, AlexNetConfig, load_checkpoint, save_checkpoint
+from models import create_model, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lean settings for 2 CPU cores: the tiny VOC at its own size (128 x 96 px), no data-loader processes.
@@ -32,7 +33,7 @@ FAST = dict(batch_size=2, image_scale=96, workers=0)
 
 def fresh_alexnet(path: Path, **config) -> Path:
     torch.manual_seed(0)
-    save_checkpoint(path, AlexNet(1000, AlexNetConfig(**config)))
+    save_checkpoint(path, create_model("alexnet", 1000, config))
     return path
 
 
@@ -199,7 +200,7 @@ def test_missing_inputs_are_named_before_training(tmp_path, tiny_voc):
     checkpoint = fresh_alexnet(tmp_path / "alexnet.pt", width=0.125)
     with pytest.raises(FileNotFoundError, match=r"no-such\.pt.*save_checkpoint"):
         finetune_detection(tmp_path / "no-such.pt", tiny_voc, tmp_path / "run", iterations=1)
-    with pytest.raises(DataFormatError, match=r"no-voc-here.*VOCdevkit.*python -m embedded generate"):
+    with pytest.raises(DataFormatError, match=r"no-voc-here.*VOCdevkit.*python -m synthetic generate"):
         finetune_detection(checkpoint, tmp_path / "no-voc-here", tmp_path / "run", iterations=1)
     assert not (tmp_path / "run").exists()
 
@@ -247,7 +248,7 @@ def test_resumes_from_a_checkpoint_saved_elsewhere_and_reports_each_checkpoint(t
 def test_training_on_the_synthetic_voc_beats_an_untrained_detector(tmp_path):
     """The embedded scale's detection recipe, from a randomly initialised small trunk (the embedded pretraining's
     network): its training alone must take the detector from chance to finding objects."""
-    recipe = OmegaConf.load(ROOT / "orchestrator" / "conf" / "scale" / "embedded.yaml").finetune.detection
+    recipe = OmegaConf.load(ROOT / "orchestrator" / "conf" / "scale" / "embedded.yaml").detect
     settings = {key: recipe[key] for key in ("batch_size", "lr", "image_scale")}
     checkpoint = fresh_alexnet(tmp_path / "alexnet.pt", variant="small", width=0.25, dropout=0.0)
     voc_root = voc.ensure("default")

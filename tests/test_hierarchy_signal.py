@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from embedded import imagenet
-from trainers.data import ImageDataset, list_imagenet
+from formats.images import ImageDataset
+from formats.imagenet import imagenet1k_wnids, list_imagenet
+from formats.wordnet import root_first_path, synset_of
 
 COARSE_DEPTH = 6  # animal.n.01, container.n.01, clothing.n.01, device.n.01, ...
 MIN_CLASSES, MAX_CLASSES = 12, 24
@@ -17,8 +18,8 @@ MIN_CLASSES, MAX_CLASSES = 12, 24
 def coarse_groups() -> dict[str, list[str]]:
     """Ancestor at COARSE_DEPTH on each class's first hypernym path -> its ImageNet classes."""
     members = collections.defaultdict(list)
-    for wnid in imagenet.imagenet1k_wnids():
-        path = imagenet.hypernym_path(imagenet.synset_of(wnid))
+    for wnid in imagenet1k_wnids():
+        path = root_first_path(synset_of(wnid))
         if len(path) > COARSE_DEPTH:
             members[path[COARSE_DEPTH].name()].append(wnid)
     return {name: wnids for name, wnids in sorted(members.items()) if len(wnids) >= MIN_CLASSES}

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from embedded.wordnet import first_parent_chain
+from formats.imagenet import class_list
+from formats.wordnet import UnknownClassError, ancestors, first_parent_chain, synset_named, synset_of
 from subsets import labels
-from subsets.wordnet import UnknownClassError, ancestors, class_list, synset_named, synset_of
 
 DOWN_UP_COUNTS = [1000, 999, 977, 918, 877, 820, 753, 694, 596, 486, 345, 206, 79, 36, 17, 9, 5, 2, 1]
 
@@ -33,8 +33,8 @@ def test_up_down_first_step_has_127_classes(imagenet1k):
 
 
 HYPERNYM_ORDERS = """
-from embedded.wordnet import first_parent_chain
-from subsets.wordnet import class_list, synset_of
+from formats.imagenet import class_list
+from formats.wordnet import first_parent_chain, synset_of
 for wnid in class_list("imagenet1k"):
     synset = synset_of(wnid)
     print(wnid, [s.name() for s in synset.hypernyms()], [s.name() for s in first_parent_chain(synset)])
@@ -42,7 +42,7 @@ for wnid in class_list("imagenet1k"):
 
 
 def test_first_parent_is_stable_where_nltks_hypernym_order_is_not():
-    """Why subsets/wordnet.py needs a rule: NLTK keeps pointers in a set, so the order of
+    """Why formats/wordnet.py needs a rule: NLTK keeps pointers in a set, so the order of
     ``hypernyms()`` follows Python's string hashing, which differs between processes."""
     runs = [
         subprocess.run([sys.executable, "-c", HYPERNYM_ORDERS], env={**os.environ, "PYTHONHASHSEED": seed},

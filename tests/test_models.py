@@ -1,10 +1,12 @@
-"""The project's AlexNet: torchvision's at width 1, a small-input variant, and checkpoints."""
+"""The project's AlexNet: torchvision's at width 1, a small-input variant, timm's interface, and checkpoints
+(the registry-driven tests in test_registries.py build, run and round-trip every model)."""
 
 import pytest
 import torch
 import torchvision
 
-from trainers.models import AlexNet, AlexNetConfig, load_checkpoint, save_checkpoint
+from models import create_model, load_checkpoint, save_checkpoint
+from models.alexnet import AlexNet, AlexNetConfig
 
 
 def test_imagenet_variant_matches_torchvision_alexnet():
@@ -22,7 +24,7 @@ def test_small_variant_on_embedded_sizes(size, trunk_size):
     images = torch.zeros(2, 3, size, size)
     assert model(images).shape == (2, 10)
     assert model.trunk(images).shape[-1] == trunk_size
-    assert model.penultimate(images).shape == (2, 1024)
+    assert model.forward_head(model.forward_features(images), pre_logits=True).shape == (2, 1024)
 
 
 def test_imagenet_trunk_has_stride_16():
@@ -30,12 +32,12 @@ def test_imagenet_trunk_has_stride_16():
 
 
 def test_checkpoint_round_trip_and_fc8_replacement(tmp_path):
-    model = AlexNet(7, AlexNetConfig("small", width=0.125))
+    model = create_model("alexnet", 7, {"variant": "small", "width": 0.125})
     save_checkpoint(tmp_path / "model.pt", model, {"epoch": 3})
     loaded, state = load_checkpoint(tmp_path / "model.pt")
     assert state["epoch"] == 3 and loaded.config == model.config
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
-    loaded.replace_fc8(20)
+    loaded.reset_classifier(20)
     assert loaded(torch.zeros(1, 3, 32, 32)).shape == (1, 20)
     assert not list(tmp_path.glob(".*tmp"))
 
@@ -43,3 +45,14 @@ def test_checkpoint_round_trip_and_fc8_replacement(tmp_path):
 def test_bad_config():
     with pytest.raises(ValueError, match="variant"):
         AlexNetConfig("tiny")
+
+
+def test_checkpoints_written_before_model_specs_still_load(tmp_path):
+    """Pretrainings saved an ``alexnet`` section and ``num_classes`` before models had a registry."""
+    model = AlexNet(7, AlexNetConfig("small", width=0.125, dropout=0.0))
+    legacy = {"model": model.state_dict(), "alexnet": {"variant": "small", "width": 0.125, "dropout": 0.0},
+              "num_classes": 7, "pretrain": {"epochs": 1}}  # fmt: skip
+    torch.save(legacy, tmp_path / "model.pt")
+    loaded, state = load_checkpoint(tmp_path / "model.pt")
+    assert loaded.config == model.config and state["pretrain"] == {"epochs": 1}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -1,23 +1,20 @@
 """What set-up promises: the packages, WordNet 3.0 through NLTK, mmcv's compiled ops on this
 machine's torch, and a cluster.yaml that Ray accepts."""
 
-import importlib
+import importlib.metadata
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from embedded import wordnet
+from formats import wordnet
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.mark.parametrize("package", ["orchestrator", "trainers", "subsets", "embedded"])
-def test_top_level_packages_import(package):
-    assert Path(importlib.import_module(package).__file__).parent == ROOT / package
 
 
 def test_wordnet_3_0_reads_imagenet_wnids():
@@ -37,6 +34,19 @@ def test_wordnet_install_without_the_debian_files_says_what_to_run(tmp_path, mon
     monkeypatch.setenv("TRANSFER_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="apt-get install --no-install-recommends wordnet-base"):
         wordnet.install(source=tmp_path / "no-wordnet-here")
+
+
+def test_mmcv_was_compiled_by_set_up_against_this_torch_with_pkg_resources_at_hand():
+    """Set-up's record of the mmcv build: a build after a step that upgraded setuptools past 69 (no
+    pkg_resources) fails, and one against another torch would not be this record's."""
+    import mmcv.ops
+
+    record = json.loads((Path(sys.prefix) / "mmcv-build.json").read_text())
+    assert record["torch"] == torch.__version__ and record["torch_cuda"] == torch.version.cuda
+    assert record["pkg_resources"] and int(record["setuptools"].split(".")[0]) < 70
+    assert record["key"].startswith(f"mmcv-{importlib.metadata.version('mmcv')}-torch{torch.__version__}-")
+    assert record["cuda_ops"] == torch.cuda.is_available() == (mmcv.ops.get_compiling_cuda_version() != "not available")
+    assert record["seconds"] > 0 and record["source"]
 
 
 def test_mmcv_ops_and_torchvision_ops_agree_on_cpu():

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from embedded import data_dir
+from formats.cache import data_dir
 from subsets import labels
 from subsets.manifest import SubsetSpec, build, make_manifest
 from subsets.sample import SamplingError, relabel, select
-from subsets.wordnet import class_list
+from formats.imagenet import class_list
 
 WNIDS = class_list("imagenet1k")
 

@@ -11,14 +11,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from orchestrator.config import load
+from orchestrator.plan import make_plan
 from orchestrator.run import main
 from orchestrator.store import SCHEMA
-from trainers.data import VOC_CLASSES
+from formats.voc import VOC_CLASSES
 
 TINY = ["data.imagenet=embedded:tiny", "data.voc=embedded:tiny", "data.sun397=embedded:tiny",
-        "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300", "finetune.detection.iterations=4",
-        "finetune.detection.checkpoint_interval=2", "finetune.detection.image_scale=96",
-        "finetune.detection.batch_size=2"]  # fmt: skip
+        "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300", "detect.iterations=4",
+        "detect.checkpoint_interval=2", "detect.image_scale=96", "detect.batch_size=2"]  # fmt: skip
 
 
 def sweep(*overrides: str, timeout=900, **popen) -> subprocess.CompletedProcess:
@@ -46,13 +47,43 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
 @pytest.mark.parametrize(
     "overrides, message",
     [
+        (["grid.points=[{label_set:fine,images_per_clas:500}]"], "unknown key 'images_per_clas'; did you mean images_per_class"),
+        (["grid.points=[{label_set:down_up_900}]"], "down_up has no step named 'down_up_900'; its steps have 1000, 999"),
+        (["grid.points=[{label_set:random_2000}]"], "random_2000: choose between 1 and 1000 classes"),
+        (["grid.points=[{label_set:fine,budget:{embedded:10}}]", "scale=paper"], "has no value for scale 'paper'"),
+        (["grid.points=[{label_set:fine,pretrain:{epoch:2}}]"], "pretrain: unknown key 'epoch'; did you mean epochs"),
+        (["grid.points=[{label_set:fine,finetune:{epochs:0}}]"], "finetune.epochs must be a whole number >= 1"),
+        (["model.name=resnet5O"], "unknown model 'resnet5O'; did you mean resnet50"),
+        (["model.name=resnet18", "model.args={}", "grid.tasks=[pascal_det]"], "pascal_det transfers alexnet pretrainings only"),
+    ],
+)
+def test_a_dry_run_catches_every_name_and_key_of_the_grid(tmp_path, capsys, overrides, message):
+    assert main([*overrides, "dry_run=true", f"storage={tmp_path}"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_point_sets_its_model_and_recipe():
+    config = load(["grid.points=[{label_set:fine},{label_set:fine,model:{name:resnet18},pretrain:{epochs:2},"
+                   "finetune:{lr:0.1}}]", "grid.seeds=[0]"])  # fmt: skip
+    plan = make_plan(config)
+    alexnet, resnet = plan.pretrainings
+    assert alexnet.model == {"name": "alexnet", "args": {"variant": "small", "width": 0.25, "dropout": 0.0}}
+    assert resnet.model == {"name": "resnet18", "args": {}} and resnet.recipe["epochs"] == 2
+    assert alexnet.recipe["epochs"] == 8 and alexnet.subset == resnet.subset
+    lrs = {(f.pretrain_id, f.task): f.recipe["lr"] for f in plan.finetunings}
+    assert lrs[alexnet.unit_id, "sun397"] == 0.01 and lrs[resnet.unit_id, "sun397"] == 0.1
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
         (["grid=nope"], "unknown grid 'nope'; available: classes_vs_examples"),
         (["pretrain.epoch=3"], "unknown key 'pretrain.epoch'; did you mean pretrain.epochs"),
         (["data.imagenet=/no/such/imagenet"], "data.imagenet=/no/such/imagenet is not a folder"),
         (["grid.tasks=[sun397,pascal]"], "unknown task(s) ['pascal']"),
         (["grid.points=[{label_set:fien}]"], "unknown label set 'fien'"),
         (["pretrain.epochs=0"], "pretrain.epochs must be a whole number >= 1"),
-        (["finetune.detection.iterations=0"], "finetune.detection.iterations must be a whole number >= 1"),
+        (["detect.iterations=0"], "detect.iterations must be a whole number >= 1"),
     ],
 )
 def test_bad_input_is_named(tmp_path, capsys, overrides, message):
@@ -63,7 +94,7 @@ def test_bad_input_is_named(tmp_path, capsys, overrides, message):
 def test_missing_data_root_says_how_to_get_data(tmp_path, capsys):
     assert main(["data.sun397=/no/sun", f"storage={tmp_path}"]) == 2
     error = capsys.readouterr().err
-    assert "data.sun397=embedded:default" in error and "python -m embedded generate" in error
+    assert "data.sun397=embedded:default" in error and "python -m synthetic generate" in error
 
 
 def test_data_without_a_tasks_layout_is_named(tmp_path, tiny_voc, capsys):
@@ -76,7 +107,9 @@ def test_data_without_a_tasks_layout_is_named(tmp_path, tiny_voc, capsys):
 
 def test_tiny_grid_end_to_end_then_resume(tmp_path):
     storage = tmp_path / "elsewhere"
-    args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_2000}]", "grid.tasks=[sun397,pascal_det]",
+    # The data decides whether a point can be built: 5 images per class is more than the tiny ImageNet holds.
+    args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_100,images_per_class:5}]",
+            "grid.tasks=[sun397,pascal_det]",
             "grid.seeds=[0]", f"storage={storage}", "run=tiny"]  # fmt: skip
     first = sweep(*args)
     results = storage / "tiny" / "results"
@@ -86,11 +119,11 @@ def test_tiny_grid_end_to_end_then_resume(tmp_path):
     assert [(r["kind"], r["label_set"], r["task"], r["status"]) for r in found] == [
         ("finetune", None, "pascal_det", "ok"),
         ("finetune", None, "sun397", "ok"),
-        ("pretrain", "random_2000", None, "failed"),
+        ("pretrain", "random_100", None, "failed"),
         ("pretrain", "random_250", None, "ok"),
     ]
     detection, finetune, failed, pretrain = found
-    assert "between 1 and 1000" in failed["error"]
+    assert "images_per_class=5 asks more than some classes hold" in failed["error"]
     assert pretrain["labels"] == 250 and pretrain["train_images"] == 300 and pretrain["budget"] == 300
     assert 0 <= pretrain["value"] <= 1 and pretrain["metric"] == "val_top1" and pretrain["images_per_s"] > 0
     assert Path(pretrain["checkpoint"], "model.pt").is_file()

@@ -57,7 +57,7 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
 
 def test_killed_detection_worker_resumes_from_its_detector_checkpoint(tmp_path):
     args = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[pascal_det]", "grid.seeds=[0]",
-            "finetune.detection.iterations=200", "finetune.detection.checkpoint_interval=10"]  # fmt: skip
+            "detect.iterations=200", "detect.checkpoint_interval=10"]  # fmt: skip
     run = start(*args, f"storage={tmp_path}", "run=kill")
     wait_for(lambda: registered_checkpoints(tmp_path / "kill" / "train", "finetune-*"), "a detector checkpoint")
     killed = subprocess.run(["pkill", "-9", "-f", "ray::RayTrainWorker"]).returncode

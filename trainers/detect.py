@@ -36,18 +36,20 @@ from mmengine.model import BaseModule
 from mmengine.runner import CheckpointLoader, Runner
 from torch import nn
 
-from trainers.data import VOC_CLASSES, list_voc_detection, voc_year_dir
-from trainers.models import AlexNet, AlexNetConfig, load_checkpoint
+from formats.voc import VOC_CLASSES, list_voc_detection, voc_year_dir
+from models import load_checkpoint
+from models.alexnet import AlexNet, AlexNetConfig
+from trainers import PROTOCOLS, Transfer
 
 CONFIG = Path(__file__).parent / "configs" / "faster_rcnn_alexnet_voc07.py"
-TRUNK_STRIDE = {"imagenet": 16, "small": 4}  # conv1-conv5, see trainers.models
+TRUNK_STRIDE = {"imagenet": 16, "small": 4}  # conv1-conv5, see models/alexnet.py
 
 
 @MODELS.register_module()
 class AlexNetBackbone(BaseModule):
-    """conv1-conv5 of ``trainers.models.AlexNet`` with their ReLUs, without pool5: one feature map.
+    """conv1-conv5 of ``models.alexnet.AlexNet`` with their ReLUs, without pool5: one feature map.
 
-    ``checkpoint``: a file of ``trainers.models.save_checkpoint`` whose conv weights this trunk starts from.
+    ``checkpoint``: a file of ``models.save_checkpoint`` whose conv weights this trunk starts from.
     The first ``frozen_convs`` convs keep them, as Fast R-CNN kept conv1 of its AlexNet-sized model.
     """
 
@@ -188,7 +190,7 @@ def check_inputs(checkpoint: Path, voc_root: Path) -> Path:
     if not checkpoint.is_file():
         raise FileNotFoundError(
             f"AlexNet checkpoint {checkpoint} does not exist: pass a file written by "
-            f"trainers.models.save_checkpoint (a pretraining's output)."
+            f"models.save_checkpoint (a pretraining's output)."
         )
     for split in ("trainval", "test"):
         list_voc_detection(voc_root, split)  # raises DataFormatError naming the missing or malformed file
@@ -248,6 +250,11 @@ def set_alexnet(cfg: Config, checkpoint: Path, image_scale: int) -> None:
     as many pixels at ``image_scale`` as the config's ``anchor_sizes`` are at 600 px, so that they cover the same
     share of the image at any scale."""
     alexnet, _ = load_checkpoint(checkpoint)
+    if not isinstance(alexnet, AlexNet):
+        raise ValueError(
+            f"{checkpoint} holds a {alexnet.spec['name']}: the detector is built on AlexNet's conv1-conv5 and "
+            "fc6/fc7 (Fast R-CNN's recipe), so detection transfers AlexNet pretrainings only"
+        )
     config = alexnet.config
     channels = alexnet.trunk[-2].out_channels  # conv5
     stride = TRUNK_STRIDE[config.variant]
@@ -371,3 +378,24 @@ def finetune_detection(
     if runner.rank == 0:
         (work_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+@PROTOCOLS.register("detect")
+def detect_unit(transfer: Transfer) -> dict:
+    """The ``detect`` protocol: one pascal_det unit of a fine-tuning group, resumed from the detector checkpoint
+    restored with its state; every saved mmengine checkpoint goes into a Ray Train checkpoint."""
+
+    def checkpointed(iteration: int, detector_file: Path | None) -> None:
+        transfer.checkpoint({"iteration": iteration}, {"iteration": iteration}, detector_file)
+
+    outcome = finetune_detection(
+        transfer.pretrained_file, transfer.data_root, transfer.scratch / transfer.unit_id, **transfer.recipe,
+        seed=transfer.seed, workers=transfer.loader_workers, resume_from=transfer.restored_file,
+        on_checkpoint=checkpointed,
+    )  # fmt: skip
+    # Classes without a test object have no AP: null, not NaN, in the results' JSON.
+    per_class = {f"ap_{name}": None if math.isnan(ap) else ap for name, ap in outcome["ap_per_class"].items()}
+    return {
+        "map": outcome["map"], **per_class, "images_per_s": outcome["images_per_second"],
+        **{key: outcome[key] for key in ("iterations", "resumed_from", "train_images", "test_images")},
+    }  # fmt: skip

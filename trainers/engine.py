@@ -16,13 +16,11 @@ import torch.distributed as dist
 from torch import nn
 from torchvision.transforms import v2 as transforms
 
-from trainers.data import collate_skipping_unreadable
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from formats.images import collate_skipping_unreadable
 
 
-def image_transform(size: int, train: bool) -> Callable:
-    """Random-resized crops and flips for training; a resize for evaluation."""
+def image_transform(size: int, train: bool, mean: tuple[float, ...], std: tuple[float, ...]) -> Callable:
+    """Random-resized crops and flips for training; a resize for evaluation; the model's normalisation."""
     steps = (
         [transforms.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True), transforms.RandomHorizontalFlip()]
         if train
@@ -30,7 +28,7 @@ def image_transform(size: int, train: bool) -> Callable:
     )
     return transforms.Compose(
         [transforms.ToImage(), *steps, transforms.ToDtype(torch.float32, scale=True),
-         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+         transforms.Normalize(mean, std)]
     )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Pretraining an AlexNet on a subset: the loop every Ray Train worker runs.
+"""Pretraining a network (a registered model: AlexNet, or any timm architecture) on a subset: the loop every
+Ray Train worker runs.
 
 The subset is a Parquet manifest (subsets.manifest): training rows give images and labels,
 validation rows the subset's own relabelled validation set. The recipe is the paper era's: SGD
@@ -14,11 +15,11 @@ import ray.train.torch
 import torch
 from torch import nn
 
-from embedded import sources
+import synthetic
+from formats.images import ImageDataset
+from models import create_model, normalisation, save_checkpoint
+from tasks.metrics import top1
 from trainers import engine
-from trainers.data import ImageDataset
-from trainers.metrics import top1
-from trainers.models import AlexNet, AlexNetConfig, save_checkpoint
 
 MODEL_FILE, STATE_FILE = "model.pt", "train_state.pt"
 
@@ -28,7 +29,7 @@ class PretrainConfig:
     manifest: str  # the subset's manifest.parquet (a path or a pyarrow filesystem URI)
     data_source: str  # embedded:<scale> or the ImageNet root the manifest's paths are relative to
     num_labels: int
-    alexnet: AlexNetConfig = field(default_factory=AlexNetConfig)
+    model: dict = field(default_factory=lambda: {"name": "alexnet", "args": {}})  # models.create_model's name, args
     image_size: int = 224
     epochs: int = 90
     batch_size: int = 128  # per worker
@@ -42,21 +43,21 @@ class PretrainConfig:
 
 
 def train_fn_per_worker(config: dict) -> None:
-    cfg = PretrainConfig(**{**config, "alexnet": AlexNetConfig(**config["alexnet"])})
+    cfg = PretrainConfig(**config)
     torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
     manifest = pq.read_table(cfg.manifest, columns=["split", "path", "label"]).to_pandas()
-    root = sources.resolve("imagenet", cfg.data_source)
+    root = synthetic.resolve("imagenet", cfg.data_source)
+    network = create_model(cfg.model["name"], cfg.num_labels, cfg.model["args"])
+    mean, std = normalisation(network)
     datasets = {
-        split: ImageDataset(
-            root, rows["path"].tolist(), rows["label"].tolist(), engine.image_transform(cfg.image_size, split == "train")
-        )
+        split: ImageDataset(root, rows["path"].tolist(), rows["label"].tolist(),
+                            engine.image_transform(cfg.image_size, split == "train", mean, std))
         for split, rows in manifest.groupby("split")
-    }
+    }  # fmt: skip
     train = engine.loader(datasets["train"], cfg.batch_size, True, cfg.seed, cfg.loader_workers)
     val = engine.loader(datasets["val"], cfg.batch_size, False, cfg.seed, cfg.loader_workers)
 
-    network = AlexNet(cfg.num_labels, cfg.alexnet)
     model = engine.prepare(network, cfg.use_gpu)
     optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step_epochs, gamma=0.1)

@@ -9,7 +9,7 @@
 custom_imports = dict(imports=["trainers.detect"], allow_failed_imports=False)
 default_scope = "mmdet"
 
-alexnet_checkpoint = None  # a file written by trainers.models.save_checkpoint
+alexnet_checkpoint = None  # a file written by models.save_checkpoint
 trunk_stride = 16  # conv1-conv5 of the imagenet variant; 4 for the small one
 anchor_sizes = [32, 64, 128, 256, 512]  # pixels at image_scale 600 (detector_config scales them), 3 aspect ratios each
 

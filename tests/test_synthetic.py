@@ -1,5 +1,5 @@
-"""The embedded synthetic datasets are in the real on-disk formats, deterministic, and built
-safely; the readers of trainers.data read them."""
+"""The synthetic datasets are in the real on-disk formats, deterministic, and built safely; the
+readers of formats read them."""
 
 import collections
 import csv
@@ -16,25 +16,20 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import embedded
-from embedded import imagenet, sun397
-from trainers.data import (
-    VOC_ACTIONS,
-    VOC_CLASSES,
-    list_imagenet,
-    list_sun397,
-    list_voc_action,
-    list_voc_detection,
-)
+from formats import cache
+from formats.imagenet import imagenet1k_wnids, list_imagenet
+from formats.sun397 import list_sun397
+from formats.voc import VOC_ACTIONS, VOC_CLASSES, list_voc_action, list_voc_detection
+from synthetic import imagenet, sun397
 
 
 def summary(root: Path) -> dict:
-    return json.loads((root / embedded.COMPLETE_MARKER).read_text())
+    return json.loads((root / cache.COMPLETE_MARKER).read_text())
 
 
 def test_imagenet_layout_is_ilsvrc2012(tiny_imagenet):
     scale = imagenet.SCALES["tiny"]
-    wnids = imagenet.imagenet1k_wnids()
+    wnids = imagenet1k_wnids()
     assert len(wnids) == 1000 and wnids[0] == "n01440764"
     assert sorted(p.name for p in (tiny_imagenet / "train").iterdir()) == wnids
     tench = sorted(p.name for p in (tiny_imagenet / "train" / "n01440764").iterdir())
@@ -60,7 +55,7 @@ def test_imagenet_reader_sees_every_generated_image(tiny_imagenet):
     facts = summary(tiny_imagenet)
     train, val = list_imagenet(tiny_imagenet, "train"), list_imagenet(tiny_imagenet, "val")
     assert (len(train), len(val)) == (facts["train_images"], facts["val_images"])
-    assert set(val["wnid"].to_pylist()) == set(imagenet.imagenet1k_wnids())
+    assert set(val["wnid"].to_pylist()) == set(imagenet1k_wnids())
 
 
 def _tree_digest(root: Path, pattern: str) -> str:
@@ -70,7 +65,7 @@ def _tree_digest(root: Path, pattern: str) -> str:
     return digest.hexdigest()
 
 
-GENERATE = "import sys; from pathlib import Path; from embedded import imagenet; " \
+GENERATE = "import sys; from pathlib import Path; from synthetic import imagenet; " \
     "imagenet.generate(Path(sys.argv[1]), imagenet.SCALES['tiny'], seed=int(sys.argv[2]))"
 
 
@@ -168,7 +163,7 @@ def _count_builds(args):
             f.write("x")
         return {}
 
-    return str(embedded.build_once(Path(target), build))
+    return str(cache.build_once(Path(target), build))
 
 
 def test_build_once_builds_once_across_processes(tmp_path):
@@ -186,13 +181,13 @@ def test_interrupted_build_leaves_nothing_finished(tmp_path):
 
     target = tmp_path / "dataset"
     with pytest.raises(KeyboardInterrupt):
-        embedded.build_once(target, dies_midway)
-    assert not target.exists() and not embedded.is_built(target)
+        cache.build_once(target, dies_midway)
+    assert not target.exists() and not cache.is_built(target)
 
     def works(out):
         out.mkdir()
         return {"ok": True}
 
-    embedded.build_once(target, works)
+    cache.build_once(target, works)
     assert summary(target) == {"ok": True}
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []

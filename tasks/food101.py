@@ -1,0 +1,126 @@
+"""Food-101 (Bossard et al. 2014), one of Kornblith et al.'s twelve datasets: 101 dishes, the official train -> test
+split (750 / 250 images per class), top-1 accuracy. A whole task in one file: its on-disk format, its synthetic
+twin and its registration.
+
+    food-101/images/<class>/<id>.jpg
+    food-101/meta/classes.txt          one class per line, in label order
+    food-101/meta/{train,test}.txt     "<class>/<id>" per line, no extension
+
+The synthetic Food-101 has the real layout and the first classes' real names; each dish is drawn with the look of
+one of ImageNet-1k's foods (the classes under food.n.01 and food.n.02), so ImageNet features transfer to it.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from formats import GENERATE_HINT, DataFormatError, require_file
+from synthetic import GENERATORS, ensure_dataset, run_parallel
+from synthetic.render import object_image
+from synthetic.scenes import looks_under
+from tasks import Examples, Task, register
+from tasks.metrics import top1
+
+CLASSES = """apple_pie baby_back_ribs baklava beef_carpaccio beef_tartare beet_salad beignets bibimbap bread_pudding
+breakfast_burrito bruschetta caesar_salad cannoli caprese_salad carrot_cake ceviche cheese_plate cheesecake
+chicken_curry chicken_quesadilla chicken_wings chocolate_cake chocolate_mousse churros clam_chowder club_sandwich
+crab_cakes creme_brulee croque_madame cup_cakes deviled_eggs donuts dumplings edamame eggs_benedict escargots falafel
+filet_mignon fish_and_chips foie_gras french_fries french_onion_soup french_toast fried_calamari fried_rice
+frozen_yogurt garlic_bread gnocchi greek_salad grilled_cheese_sandwich grilled_salmon guacamole gyoza hamburger
+hot_and_sour_soup hot_dog huevos_rancheros hummus ice_cream lasagna lobster_bisque lobster_roll_sandwich
+macaroni_and_cheese macarons miso_soup mussels nachos omelette onion_rings oysters pad_thai paella pancakes
+panna_cotta peking_duck pho pizza pork_chop poutine prime_rib pulled_pork_sandwich ramen ravioli red_velvet_cake
+risotto samosa sashimi scallops seaweed_salad shrimp_and_grits spaghetti_bolognese spaghetti_carbonara spring_rolls
+steak strawberry_shortcake sushi tacos takoyaki tiramisu tuna_tartare waffles""".split()
+
+
+def meta_dir(root: Path) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(
+            f"Food-101 root {root} does not exist. Point data.food101 at the food-101 folder (holding images/ and "
+            f"meta/), or {GENERATE_HINT}."
+        )
+    return root / "meta"
+
+
+def check_layout(root: Path) -> None:
+    for name in ("classes.txt", "train.txt", "test.txt"):
+        require_file(meta_dir(root) / name, f"Food-101 meta/{name}")
+
+
+def read(root: Path, split: str) -> Examples:
+    meta = meta_dir(root)
+    classes = require_file(meta / "classes.txt", "Food-101 meta/classes.txt").read_text().split()
+    index = {name: i for i, name in enumerate(classes)}
+    listing = require_file(meta / f"{split}.txt", f"Food-101 meta/{split}.txt")
+    paths, targets = [], []
+    for number, line in enumerate(listing.read_text().split(), start=1):
+        dish = line.split("/", 1)[0]
+        if dish not in index or "/" not in line:
+            raise DataFormatError(f"{listing}:{number}: {line!r} is not '<class>/<id>' with a class of classes.txt")
+        paths.append(f"images/{line}.jpg")
+        targets.append(index[dish])
+    return Examples(Path(root), paths, targets, classes)
+
+
+# The synthetic twin ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scale:
+    classes: int
+    image_size: int
+    train_per_class: int
+    test_per_class: int
+
+
+SCALES = {"tiny": Scale(10, 32, 6, 4), "default": Scale(20, 64, 30, 20)}
+
+
+@GENERATORS.register("food101")
+def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) -> Path:
+    """A synthetic food-101 folder of this scale and seed, generated on first use."""
+    return ensure_dataset("food-101", SCALES, scale, seed, generate, workers)
+
+
+def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
+    classes = CLASSES[:: len(CLASSES) // scale.classes][: scale.classes]
+    foods = looks_under(["food.n.01", "food.n.02"])
+    tasks = [(out, scale, seed, number, dish, foods[number % len(foods)]) for number, dish in enumerate(classes)]
+    (out / "meta").mkdir(parents=True)
+    splits = run_parallel(_write_class, tasks, "synthetic Food-101 classes", workers)
+    (out / "meta" / "classes.txt").write_text("".join(f"{dish}\n" for dish in classes))
+    for index, split in enumerate(("train", "test")):
+        (out / "meta" / f"{split}.txt").write_text("".join(f"{line}\n" for lines in splits for line in lines[index]))
+    return {"dataset": "food101", "classes": len(classes), "imagenet_food_looks": len(foods),
+            "train_images": scale.classes * scale.train_per_class, "seed": seed}  # fmt: skip
+
+
+def _write_class(task) -> tuple[list[str], list[str]]:
+    out, scale, seed, number, dish, look = task
+    rng = np.random.default_rng([seed, number])
+    folder = out / "images" / dish
+    folder.mkdir(parents=True)
+    ids = rng.choice(10**7, scale.train_per_class + scale.test_per_class, replace=False)
+    for image_id in ids:
+        image, _ = object_image(look, scale.image_size, rng)
+        Image.fromarray(image).save(folder / f"{image_id}.jpg", quality=90)
+    lines = [f"{dish}/{image_id}" for image_id in ids]
+    return lines[: scale.train_per_class], lines[scale.train_per_class :]
+
+
+register(
+    Task(
+        name="food101",
+        dataset="food101",
+        protocol="finetune",
+        metric="top1",
+        check_layout=check_layout,
+        description="Food-101 dishes, train -> test; top-1",
+        read=read,
+        evaluate=lambda scores, labels: {"top1": top1(scores, labels)},
+    )
+)
