@@ -32,7 +32,7 @@ POINT_KEYS = {
     "subset_seed": "the seed of the subset's sampling and random label sets",
     "extra_include_under": "extra_<N>: keep only candidates under these synsets",
     "extra_exclude_under": "extra_<N>: drop the candidates under these synsets",
-    "model": "the network pretrained: {name: ..., args: {...}}",
+    "model": "the network pretrained: a name (its args from model_args), or {name: ..., args: {...}}",
     "pretrain": "overrides of the pretrain recipe",
     "finetune": "overrides of the finetune protocol's recipe",
     "detect": "overrides of the detect protocol's recipe",
@@ -162,16 +162,18 @@ def grid_points(config: DictConfig) -> list[dict]:
             "subset_seed": merged.get("subset_seed", 0),
             "extra_include_under": tuple(merged.get("extra_include_under") or ()),
             "extra_exclude_under": tuple(merged.get("extra_exclude_under") or ()),
-            "model": merged.get("model") or OmegaConf.to_container(config.model, resolve=True),
+            "model": merged.get("model", config.model),
         }
         for key in ("images_per_class", "budget", "subset_seed"):
             value = resolved[key]
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigError(f"{where}: {key} must be a whole number, not {value!r}")
         model = resolved["model"]
+        model = {"name": model} if isinstance(model, str) else model
         if not isinstance(model, dict) or "name" not in model or set(model) - {"name", "args"}:
-            raise ConfigError(f"{where}: model is a mapping {{name: ..., args: {{...}}}}, not {model!r}")
-        resolved["model"] = {"name": model["name"], "args": dict(model.get("args") or {})}
+            raise ConfigError(f"{where}: model is a name or a mapping {{name: ..., args: {{...}}}}, not {model!r}")
+        args = model.get("args", OmegaConf.to_container(config.model_args, resolve=True).get(model["name"]))
+        resolved["model"] = {"name": model["name"], "args": dict(args or {})}
         for section in sections:
             base = at_scale(OmegaConf.to_container(config[section], resolve=True), config.scale, section)
             override = merged.get(section) or {}

@@ -44,7 +44,7 @@ def usage() -> str:
         f"{__doc__}\ngrids (orchestrator/conf/grid/): {', '.join(available('grid'))}"
         f"\nscales (orchestrator/conf/scale/): {', '.join(available('scale'))}"
         f"\ntasks (grid.tasks; protocol, data key):{tasks}"
-        f"\nmodels (model.name): {', '.join(project_models())}, or any of timm's {len(list_models())} architectures"
+        f"\nmodels (model): {', '.join(project_models())}, or any of timm's {len(list_models())} architectures"
         f"\nlabel sets (label_set): {', '.join(LABEL_SET_METHODS.names())}"
         f"\ngrid point keys (a grid-level key of the same name is every point's default):{points}"
         "\nkeys and their defaults: orchestrator/conf/config.yaml"

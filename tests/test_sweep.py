@@ -53,8 +53,9 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
         (["grid.points=[{label_set:fine,budget:{embedded:10}}]", "scale=paper"], "has no value for scale 'paper'"),
         (["grid.points=[{label_set:fine,pretrain:{epoch:2}}]"], "pretrain: unknown key 'epoch'; did you mean epochs"),
         (["grid.points=[{label_set:fine,finetune:{epochs:0}}]"], "finetune.epochs must be a whole number >= 1"),
-        (["model.name=resnet5O"], "unknown model 'resnet5O'; did you mean resnet50"),
-        (["model.name=resnet18", "model.args={}", "grid.tasks=[pascal_det]"], "pascal_det transfers alexnet pretrainings only"),
+        (["model=resnet5O"], "unknown model 'resnet5O'; did you mean resnet50"),
+        (["model=resnet18", "grid.tasks=[pascal_det]"], "pascal_det transfers alexnet pretrainings only"),
+        (["model_args.alexnet.variant=tiny"], "AlexNet variant must be one of ('imagenet', 'small'), not 'tiny'"),
     ],
 )
 def test_a_dry_run_catches_every_name_and_key_of_the_grid(tmp_path, capsys, overrides, message):
@@ -63,7 +64,7 @@ def test_a_dry_run_catches_every_name_and_key_of_the_grid(tmp_path, capsys, over
 
 
 def test_a_point_sets_its_model_and_recipe():
-    config = load(["grid.points=[{label_set:fine},{label_set:fine,model:{name:resnet18},pretrain:{epochs:2},"
+    config = load(["grid.points=[{label_set:fine},{label_set:fine,model:resnet18,pretrain:{epochs:2},"
                    "finetune:{lr:0.1}}]", "grid.seeds=[0]"])  # fmt: skip
     plan = make_plan(config)
     alexnet, resnet = plan.pretrainings
