@@ -196,7 +196,11 @@ def check(config: DictConfig) -> None:
         raise ConfigError(f"these keys need a value: {', '.join(missing)}")
     unknown_tasks = [t for t in config.grid.tasks if t not in TASKS]
     if unknown_tasks:
-        raise ConfigError(f"unknown task(s) {unknown_tasks}; tasks: {', '.join(TASKS.names())}")
+        close = sorted({c for t in unknown_tasks for c in difflib.get_close_matches(t, TASKS.names(), n=2, cutoff=0.5)})
+        raise ConfigError(
+            f"unknown task(s) {unknown_tasks}" + (f"; did you mean {', '.join(close)}?" if close else "")
+            + f" Tasks: {', '.join(TASKS.names())}"
+        )  # fmt: skip
     for name in ("num_workers", "cpus_per_worker", "finetune_groups"):
         if not isinstance(config.resources[name], int) or config.resources[name] < 1:
             raise ConfigError(f"resources.{name} must be a whole number >= 1, not {config.resources[name]!r}")
