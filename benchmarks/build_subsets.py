@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from subsets.manifest import SubsetSpec, make_manifest
 from formats.imagenet import class_list
+from subsets.manifest import SubsetSpec, make_manifest
 
 VARIANTS = [
     *(SubsetSpec("fine", images_per_class=n) for n in (50, 125, 250, 500)),

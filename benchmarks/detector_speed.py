@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from models import create_model, save_checkpoint
 from synthetic import voc
 from trainers.detect import finetune_detection
-from models import create_model, save_checkpoint
 
 
 def measure(args) -> dict:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from formats import GENERATE_HINT, DataFormatError, require_file
 
+
 def list_sun397(root: str | Path, split: str = "train", partition: int = 1) -> tuple[list[tuple[str, int]], list[str]]:
     """``([(path relative to root, class index)], class names)`` of one of SUN397's ten
     train/test partitions; the partition files live in ``root/Partitions`` or ``root``."""

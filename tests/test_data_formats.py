@@ -9,8 +9,8 @@ from conftest import write_image
 from PIL import Image
 
 from formats import DataFormatError
-from formats.images import ImageDataset, collate_skipping_unreadable, load_rgb
 from formats.imagenet import list_imagenet
+from formats.images import ImageDataset, collate_skipping_unreadable, load_rgb
 from formats.sun397 import list_sun397
 from formats.voc import list_voc_action, list_voc_detection, voc_crop
 

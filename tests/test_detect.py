@@ -20,11 +20,11 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import CheckpointLoader
 from omegaconf import OmegaConf
 
-from synthetic import voc
 from formats import DataFormatError
 from formats.voc import VOC_CLASSES, list_voc_detection
-from trainers.detect import detector_config, finetune_detection
 from models import create_model, load_checkpoint, save_checkpoint
+from synthetic import voc
+from trainers.detect import detector_config, finetune_detection
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lean settings for 2 CPU cores: the tiny VOC at its own size (128 x 96 px), no data-loader processes.

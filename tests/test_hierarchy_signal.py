@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from formats.images import ImageDataset
 from formats.imagenet import imagenet1k_wnids, list_imagenet
+from formats.images import ImageDataset
 from formats.wordnet import root_first_path, synset_of
 
 COARSE_DEPTH = 6  # animal.n.01, container.n.01, clothing.n.01, device.n.01, ...

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 
 from formats.cache import data_dir
+from formats.imagenet import class_list
 from subsets import labels
 from subsets.manifest import SubsetSpec, build, make_manifest
 from subsets.sample import SamplingError, relabel, select
-from formats.imagenet import class_list
 
 WNIDS = class_list("imagenet1k")
 

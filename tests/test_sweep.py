@@ -11,11 +11,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from formats.voc import VOC_CLASSES
 from orchestrator.config import load
 from orchestrator.plan import make_plan
 from orchestrator.run import main
 from orchestrator.store import SCHEMA
-from formats.voc import VOC_CLASSES
 
 TINY = ["data.imagenet=embedded:tiny", "data.voc=embedded:tiny", "data.sun397=embedded:tiny",
         "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300", "detect.iterations=4",

@@ -37,6 +37,11 @@ def report_progress(metrics: dict, results: dict, current: dict | None, unit_fil
     engine.report({**metrics, "finished": len(results)}, save)
 
 
+def checkpoint_unit(unit_id: str, results: dict, metrics: dict, state: dict, file: Path | None = None) -> None:
+    """A protocol's checkpoint of its unfinished unit: its state (and a file, if given) with the finished results."""
+    report_progress({"unit_id": unit_id, **metrics}, results, {**state, "unit_id": unit_id}, file)
+
+
 def finetune_fn_per_worker(config: dict) -> None:
     """``config``: units (list of {unit_id, task, protocol, seed, recipe}), pretrained (a ray.train.Checkpoint
     with model.pt), data_sources ({task: embedded:<scale> or a path}), image_size (the pretraining's input),
@@ -61,10 +66,6 @@ def finetune_fn_per_worker(config: dict) -> None:
             task = TASKS[unit["task"]]
             current = progress["current"] if (progress["current"] or {}).get("unit_id") == unit["unit_id"] else None
             results = progress["results"]
-
-            def checkpoint(metrics: dict, state: dict, file: Path | None = None, unit_id=unit["unit_id"], results=results):
-                report_progress({"unit_id": unit_id, **metrics}, results, {**state, "unit_id": unit_id}, file)
-
             transfer = Transfer(
                 unit_id=unit["unit_id"], task=task, seed=unit["seed"], recipe=unit["recipe"],
                 data_root=synthetic.resolve(task.dataset, config["data_sources"][unit["task"]]),
@@ -72,7 +73,7 @@ def finetune_fn_per_worker(config: dict) -> None:
                 image_size=config["image_size"], loader_workers=config["loader_workers"], use_gpu=config["use_gpu"],
                 device=device, scratch=scratch, resume=current,
                 restored_file=scratch / UNIT_FILE if current is not None and (scratch / UNIT_FILE).exists() else None,
-                checkpoint=checkpoint,
+                checkpoint=functools.partial(checkpoint_unit, unit["unit_id"], results),
             )  # fmt: skip
             result = PROTOCOLS[unit["protocol"]](transfer)
             result |= {"metric": task.metric, "wall_time_s": time.perf_counter() - started}
