@@ -26,9 +26,10 @@ VOC_ACTIONS = (
     "running", "takingphoto", "usingcomputer", "walking",
 )  # fmt: skip
 
-# The synset each PASCAL VOC class names; with these, subsets' pascal_removed drops exactly the 229
-# ImageNet-1k classes the paper reports, and the synthetic VOC draws each class's objects with the
-# looks of ImageNet classes under its synset.
+# What each PASCAL VOC class depicts, as a WordNet synset: the synthetic VOC draws a class's objects with the
+# looks of the ImageNet classes under it (a cow as cattle, a potted plant as a pot, a tvmonitor as a
+# television). Which ImageNet classes Huh et al. removed as PASCAL classes is another table
+# (subsets.labels.PASCAL_REMOVAL_SYNSETS).
 PASCAL_CLASS_SYNSETS = {
     "aeroplane": "airplane.n.01",
     "bicycle": "bicycle.n.01",

@@ -63,7 +63,7 @@ def make_plan(config: DictConfig) -> Plan:
         model = point["model"]
         # The network is part of the recipe, under its name: the ids of AlexNet units planned before models had
         # a registry, when the recipe held an "alexnet" section, stay the same.
-        identity = {"subset": subset.__dict__, "recipe": {**point["pretrain"], model["name"]: full_args(**model)}}
+        identity = {"subset": subset.identity(), "recipe": {**point["pretrain"], model["name"]: full_args(**model)}}
         pretrain_id = content_hash(identity)
         if pretrain_id in seen:
             continue  # two points that are the same pretraining

@@ -26,7 +26,7 @@ import synthetic
 from formats.cache import build_once, data_dir
 from formats.imagenet import list_imagenet
 from formats.wordnet import label_name, synset_of
-from subsets.labels import LabelSet, check_name, label_set
+from subsets.labels import LabelSet, check_name, label_set, method_of
 from subsets.sample import relabel, select
 
 MANIFEST_VERSION = 1  # bump when the manifest's content rules change: it is part of the hash
@@ -48,8 +48,14 @@ class SubsetSpec:
     def root(self) -> Path:
         return synthetic.resolve("imagenet", self.source)
 
+    def identity(self) -> dict:
+        """What determines the subset's classes and images, short of the data: the spec, and the label-set
+        method's version where it is not 0 (so that subsets specified before methods had versions keep theirs)."""
+        version = method_of(self.label_set)[0].version
+        return {**dataclasses.asdict(self), **({"method_version": version} if version else {})}
+
     def content_hash(self) -> str:
-        fields = {**dataclasses.asdict(self), "root": str(self.root()), "version": MANIFEST_VERSION}
+        fields = {**self.identity(), "root": str(self.root()), "version": MANIFEST_VERSION}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     def resolve_labels(self, wnids: list[str]) -> LabelSet:

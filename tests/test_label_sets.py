@@ -2,6 +2,7 @@
 
 import csv
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -72,9 +73,24 @@ def test_pascal_removed_keeps_771_and_lists_the_removed_per_class(imagenet1k):
     removed = labels.pascal_removed_classes(imagenet1k)
     assert len(removed["dog"]) == 118 and len(removed["bird"]) == 59
     assert len({w for group in removed.values() for w in group}) == 229
-    pascal = {synset_named(name) for name in labels.PASCAL_CLASS_SYNSETS.values()}
+    pascal = {synset_named(name) for name in labels.PASCAL_REMOVAL_SYNSETS.values()}
     for wnid in kept.labels:  # no kept class lies under a PASCAL synset on any hypernym path
         assert not ({synset_of(wnid)} | ancestors(synset_of(wnid))) & pascal
+
+
+def test_pascal_removed_is_the_authors_released_set(imagenet1k):
+    """Per PASCAL class, the classes Huh et al. released as removed: ox, pot and television stay; monitor, daisy
+    and yellow lady's slipper go."""
+    released = {}
+    for line in (Path(__file__).parent / "fixtures" / "pascal_removed_authors.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            pascal, wnids = line.split(":")
+            released[pascal] = set(wnids.split())
+    removed = labels.pascal_removed_classes(imagenet1k)
+    assert {pascal: set(group) for pascal, group in removed.items()} == released
+    kept = labels.pascal_removed(imagenet1k).labels
+    assert {"n02403003", "n03991062", "n04404412"} <= kept.keys()  # ox, pot, television
+    assert not {"n03782006", "n11939491", "n12057211"} & kept.keys()  # monitor, daisy, yellow lady's slipper
 
 
 def test_random_classes_are_seeded(imagenet1k):
