@@ -132,6 +132,19 @@ def check_recipe(section: str, recipe: dict, where: str) -> None:
             raise ConfigError(f"{where}.{key} must be a whole number >= 1, not {value!r}")
 
 
+def grid_tasks(config: DictConfig) -> list[str]:
+    """The grid's tasks at the run's scale (a list, or a list per scale)."""
+    return list(at_scale(OmegaConf.to_container(config.grid, resolve=True).get("tasks") or [], config.scale, "grid.tasks"))
+
+
+def grid_seeds(config: DictConfig) -> list[int]:
+    """The grid's fine-tuning seeds at the run's scale (default [0])."""
+    seeds = at_scale(OmegaConf.to_container(config.grid, resolve=True).get("seeds", [0]), config.scale, "grid.seeds")
+    if not seeds or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
+        raise ConfigError(f"grid.seeds must be a list of whole numbers, not {seeds!r}")
+    return list(seeds)
+
+
 def grid_points(config: DictConfig) -> list[dict]:
     """Every point of the grid with the grid's defaults and the run's scale applied: label_set, images_per_class,
     budget, subset_seed, extra_include_under, extra_exclude_under, model ({name, args}) and the recipes
@@ -194,7 +207,9 @@ def check(config: DictConfig) -> None:
         raise ConfigError(str(error)) from None
     if missing:
         raise ConfigError(f"these keys need a value: {', '.join(missing)}")
-    unknown_tasks = [t for t in config.grid.tasks if t not in TASKS]
+    tasks = grid_tasks(config)
+    grid_seeds(config)
+    unknown_tasks = [t for t in tasks if t not in TASKS]
     if unknown_tasks:
         close = sorted({c for t in unknown_tasks for c in difflib.get_close_matches(t, TASKS.names(), n=2, cutoff=0.5)})
         raise ConfigError(
@@ -210,7 +225,7 @@ def check(config: DictConfig) -> None:
             check_model(model["name"], model["args"])
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        for task in config.grid.tasks:
+        for task in tasks:
             needed = TASKS[task].requires_model
             if needed and model["name"] != needed:
                 raise ConfigError(f"task {task} transfers {needed} pretrainings only, not {model['name']}")

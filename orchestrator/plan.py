@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from formats.imagenet import class_list
 from models import full_args
-from orchestrator.config import grid_points
+from orchestrator.config import grid_points, grid_seeds, grid_tasks
 from subsets.manifest import SubsetSpec
 from tasks import TASKS
 
@@ -69,10 +69,10 @@ def make_plan(config: DictConfig) -> Plan:
             continue  # two points that are the same pretraining
         seen.add(pretrain_id)
         pretrainings.append(Pretraining(pretrain_id, subset, model, point["pretrain"]))
-        for name in config.grid.tasks:
+        for name in grid_tasks(config):
             task = TASKS[name]
             source, recipe = config.data[task.dataset], point[task.protocol]
-            for seed in config.grid.seeds:
+            for seed in grid_seeds(config):
                 unit = {"pretrain": pretrain_id, "task": name, "seed": seed, "recipe": recipe, "data": source}
                 finetunings.append(Finetuning(content_hash(unit), pretrain_id, name, task.protocol, seed, recipe, source))
     return Plan(pretrainings, finetunings)

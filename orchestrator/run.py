@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 import synthetic
 from formats import GENERATE_HINT, DataFormatError
 from models import list_models, project_models
-from orchestrator.config import POINT_KEYS, ConfigError, available, load, run_name
+from orchestrator.config import POINT_KEYS, ConfigError, available, grid_tasks, load, run_name
 from orchestrator.plan import describe, make_plan
 from orchestrator.store import Store, filesystem_of, join
 from subsets.labels import LABEL_SET_METHODS
@@ -75,7 +75,7 @@ def check_data(config) -> None:
     """Every data source exists, in the layout its tasks read, before anything starts; embedded ones are
     generated here, once."""
     needed = {"imagenet": []}
-    for task in config.grid.tasks:
+    for task in grid_tasks(config):
         needed.setdefault(TASKS[task].dataset, []).append(task)
     for dataset, tasks in sorted(needed.items()):
         source = config.data[dataset]

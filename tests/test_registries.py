@@ -10,7 +10,7 @@ from formats import DataFormatError
 from formats.imagenet import class_list
 from formats.registry import UnknownNameError
 from models import create_model, load_checkpoint, normalisation, project_models, save_checkpoint
-from orchestrator.config import available, grid_points, load
+from orchestrator.config import available, grid_points, grid_seeds, grid_tasks, load
 from orchestrator.plan import describe, make_plan
 from subsets import labels
 from tasks import TASKS, datasets
@@ -33,7 +33,7 @@ def test_every_grid_plans_at_every_scale(grid, scale):
     config = load([f"grid={grid}", f"scale={scale}"])
     plan = make_plan(config)
     assert plan.pretrainings, "a grid has at least one pretraining"
-    per_pretraining = len(config.grid.tasks) * len(config.grid.seeds)
+    per_pretraining = len(grid_tasks(config)) * len(grid_seeds(config))
     assert len(plan.finetunings) == len(plan.pretrainings) * per_pretraining
     assert len({p.unit_id for p in plan.pretrainings}) == len(plan.pretrainings)
     assert len({f.unit_id for f in plan.finetunings}) == len(plan.finetunings)

@@ -78,7 +78,7 @@ def test_a_point_sets_its_model_and_recipe():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["grid=nope"], "unknown grid 'nope'; available: classes_vs_examples"),
+        (["grid=nope"], "unknown grid 'nope'; available: class_splits, classes_vs_examples, images_per_class"),
         (["pretrain.epoch=3"], "unknown key 'pretrain.epoch'; did you mean pretrain.epochs"),
         (["data.imagenet=/no/such/imagenet"], "data.imagenet=/no/such/imagenet is not a folder"),
         (["grid.tasks=[sun397,pascal]"], "unknown task(s) ['pascal']"),
