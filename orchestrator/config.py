@@ -12,6 +12,7 @@ before Ray starts, so ``dry_run=true`` catches it. Nothing here imports training
 """
 
 import difflib
+import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -93,6 +94,13 @@ def load(overrides: list[str]) -> DictConfig:
 
 def _explain(error: Exception, overrides: list[str]) -> str:
     message = str(error)
+    merging = re.match(r"Error merging override (.+?)=(.*)", message)
+    if merging:  # a value given per scale ({embedded: ..., paper: ...}) or a mapping, overridden with a plain value
+        key, value = merging.groups()
+        return (
+            f"cannot set {key} to {value}: in this configuration {key} is a mapping (a value per scale, or keys); "
+            f"set one entry ({key}.{{scale}}={value}) or replace it whole with ~{key} +{key}={value}"
+        )
     known = base_keys()
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")

@@ -61,8 +61,8 @@ def select(
         if value is not None and value < 1:
             raise SamplingError(f"{name} must be at least 1, not {value}")
     frame = relabel(listing, label_set)
-    counts = frame["wnid"].value_counts()
-    absent = [w for w in label_set.labels if w not in counts.index]
+    counts = frame["wnid"].value_counts().reindex(list(label_set.labels), fill_value=0)  # the set's classes only
+    absent = counts.index[counts == 0].tolist()
     if absent:
         raise SamplingError(
             f"{len(absent)} class(es) of label set {label_set.name!r} have no images in the data: "

@@ -113,6 +113,15 @@ def test_removed_classes_leave_train_and_val(big_listing):
     assert facts["val_images"] == 771 and set(manifest["wnid"].to_pylist()) == set(kept.labels)
 
 
+def test_images_per_class_of_a_set_that_drops_classes_counts_only_its_own(big_listing):
+    """The data holds the dropped classes too; their images (or their absence) are no part of the request."""
+    kept = labels.pascal_removed(WNIDS)
+    only_kept = big_listing.filter(pa.compute.is_in(big_listing["wnid"], value_set=pa.array(sorted(kept.labels))))
+    for data in (big_listing, only_kept):
+        chosen, _ = select(data, kept, seed=0, images_per_class=3)
+        assert len(chosen) == 771 * 3 and set(chosen["wnid"]) == set(kept.labels)
+
+
 def test_build_writes_parquet_that_duckdb_reads(tiny_imagenet):
     spec = SubsetSpec("up_down_127", images_per_class=3, seed=5, source="embedded:tiny")
     subset = build(spec)

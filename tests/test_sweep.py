@@ -54,6 +54,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
         (["grid.points=[{label_set:fine,pretrain:{epoch:2}}]"], "pretrain: unknown key 'epoch'; did you mean epochs"),
         (["grid.points=[{label_set:fine,finetune:{epochs:0}}]"], "finetune.epochs must be a whole number >= 1"),
         (["model=resnet5O"], "unknown model 'resnet5O'; did you mean resnet50"),
+        (["grid=class_splits", "grid.seeds=[0]"], "set one entry (grid.seeds.{scale}=[0]) or replace it whole with"),
         (["model=resnet18", "grid.tasks=[pascal_det]"], "pascal_det transfers alexnet pretrainings only"),
         (["model_args.alexnet.variant=tiny"], "AlexNet variant must be one of ('imagenet', 'small'), not 'tiny'"),
     ],
