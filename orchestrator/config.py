@@ -37,12 +37,14 @@ POINT_KEYS = {
     "pretrain": "overrides of the pretrain recipe",
     "finetune": "overrides of the finetune protocol's recipe",
     "detect": "overrides of the detect protocol's recipe",
+    "probe": "overrides of the probe protocol's recipe",
 }
 GRID_KEYS = {"name", "points", "tasks", "seeds", *POINT_KEYS}
 WHOLE_NUMBERS = {  # recipe keys that must be whole numbers >= 1, by section
     "pretrain": ("epochs", "batch_size", "lr_step_epochs", "image_size"),
     "finetune": ("epochs", "batch_size", "lr_step_epochs"),
     "detect": ("iterations", "batch_size", "image_scale", "checkpoint_interval"),
+    "probe": ("batch_size", "iterations"),
 }
 
 

@@ -104,6 +104,7 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
     pending = [f for f in plan.finetunings if f.unit_id not in finished]
     classifiers = [f for f in pending if f.protocol == "finetune"]
     detections = [f for f in pending if f.protocol == "detect"]
+    probes = [f for f in pending if f.protocol == "probe"]
     epochs = sorted({f.recipe["epochs"] for f in classifiers}) or [config.finetune.epochs]
     iterations = sorted({f.recipe["iterations"] for f in detections})
     lines.append(
@@ -112,6 +113,7 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
         + f"; {len(classifiers)} classifier fine-tunings of {'/'.join(map(str, epochs))} epochs"
         + (f", {len(detections)} detector fine-tunings of {'/'.join(map(str, iterations))} iterations"
            if detections else "")
+        + (f", {len(probes)} fixed-feature probes" if probes else "")
         + f"; at most {2 * len(plan.pretrainings)} Ray Train worker-group starts"
     )  # fmt: skip
     return "\n".join(lines)

@@ -2,12 +2,13 @@
 
 A task names its dataset (the ``data.<dataset>`` key of the run configuration, and the synthetic
 generator of the same name), the protocol that transfers a network to it (``finetune``: the
-classifier is replaced and every layer trained; ``detect``: a detector through MMDetection), its
-primary metric, a quick check of the on-disk layout, and, for classification, how to read its
-splits. Everything here is safe to import in the driver: no training code.
+classifier is replaced and every layer trained; ``detect``: a detector through MMDetection;
+``probe``: fixed features scored by nearest neighbour and a linear classifier), its primary metric,
+a quick check of the on-disk layout, and, for classification, how to read its splits (the unit's
+seed may choose them, as the induction probes' halves). Everything here is safe to import in the driver: no training code.
 
     from tasks import TASKS
-    TASKS["sun397"].read(root, "train")      # Examples: files, targets, class names
+    TASKS["sun397"].read(root, "train", seed=0)   # Examples: files, targets, class names
     TASKS.names()                            # every registered task
 
 A new task is one new file in this folder that calls ``register(Task(...))``.
@@ -40,11 +41,11 @@ class Examples:
 class Task:
     name: str
     dataset: str  # the data.<dataset> key and the synthetic generator
-    protocol: str  # finetune | detect
+    protocol: str  # finetune | detect | probe
     metric: str  # the primary metric: a key of the unit's results; the row's metric is "<name>_<metric>"
     check_layout: Callable[[Path], None]  # raises formats.DataFormatError naming what is missing
     description: str
-    read: Callable[[Path, str], Examples] | None = None  # classification: the examples of a split
+    read: Callable[..., Examples] | None = None  # classification: read(root, split, seed) -> the split's examples
     splits: tuple[str, str] = ("train", "test")  # the splits that ``read`` trains on and tests on
     multilabel: bool = False  # one sigmoid per class (scored by mAP) rather than a softmax
     evaluate: Callable[[np.ndarray, np.ndarray], dict] | None = None  # (scores, targets) -> metrics

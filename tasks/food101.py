@@ -51,7 +51,7 @@ def check_layout(root: Path) -> None:
         require_file(meta_dir(root) / name, f"Food-101 meta/{name}")
 
 
-def read(root: Path, split: str) -> Examples:
+def read(root: Path, split: str, seed: int = 0) -> Examples:
     meta = meta_dir(root)
     classes = require_file(meta / "classes.txt", "Food-101 meta/classes.txt").read_text().split()
     index = {name: i for i, name in enumerate(classes)}

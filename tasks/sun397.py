@@ -7,7 +7,7 @@ from tasks import Examples, Task, register
 from tasks.metrics import top1
 
 
-def read(root: Path, split: str) -> Examples:
+def read(root: Path, split: str, seed: int = 0) -> Examples:
     samples, classes = list_sun397(root, split, 1)
     return Examples(Path(root), [path for path, _ in samples], [label for _, label in samples], classes)
 

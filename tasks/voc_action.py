@@ -10,7 +10,7 @@ from tasks.metrics import mean_average_precision
 ACTION_CONTEXT = 0.5  # person boxes grow by half their size on each side: the props are around them
 
 
-def read(root: Path, split: str) -> Examples:
+def read(root: Path, split: str, seed: int = 0) -> Examples:
     people = list_voc_action(root, split)
     return Examples(
         root=Path("/"),

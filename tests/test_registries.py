@@ -14,6 +14,7 @@ from orchestrator.config import available, grid_points, grid_seeds, grid_tasks, 
 from orchestrator.plan import describe, make_plan
 from subsets import labels
 from tasks import TASKS, datasets
+from trainers import PROTOCOLS
 
 # Architectures that are no file of the project's but that grids name, or that stand for timm's others.
 TIMM_EXAMPLES = ["resnet18"]
@@ -46,7 +47,7 @@ def test_every_grid_plans_at_every_scale(grid, scale):
 @pytest.mark.parametrize("name", TASKS.names())
 def test_every_task_reads_its_tiny_synthetic_data(name, tmp_path):
     task = TASKS[name]
-    assert task.dataset in datasets() and task.protocol in ("finetune", "detect")
+    assert task.dataset in datasets() and task.protocol in PROTOCOLS and task.protocol in load([])
     root = synthetic.resolve(task.dataset, "embedded:tiny")
     task.check_layout(root)
     with pytest.raises(DataFormatError):

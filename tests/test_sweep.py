@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from formats.voc import VOC_CLASSES
-from orchestrator.config import load
+from orchestrator.config import available, load
 from orchestrator.plan import make_plan
 from orchestrator.run import main
 from orchestrator.store import SCHEMA
@@ -79,7 +79,7 @@ def test_a_point_sets_its_model_and_recipe():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["grid=nope"], "unknown grid 'nope'; available: class_splits, classes_vs_examples, images_per_class"),
+        (["grid=nope"], f"unknown grid 'nope'; available: {', '.join(available('grid'))}"),
         (["pretrain.epoch=3"], "unknown key 'pretrain.epoch'; did you mean pretrain.epochs"),
         (["data.imagenet=/no/such/imagenet"], "data.imagenet=/no/such/imagenet is not a folder"),
         (["grid.tasks=[sun397,pascal]"], "unknown task(s) ['pascal']"),

@@ -3,7 +3,8 @@
 ``pretrain`` trains a network on a subset's manifest. A transfer unit (a pretraining transferred to a
 task with a seed and a recipe) is run by its task's protocol, looked up in ``PROTOCOLS``: ``finetune``
 (trainers/finetune.py: the classifier replaced, every layer trained) and ``detect``
-(trainers/detect.py: Faster R-CNN through MMDetection). ``transfer`` runs a fine-tuning group's list
+(trainers/detect.py: Faster R-CNN through MMDetection) and ``probe`` (trainers/probe.py: fixed features,
+nearest neighbour and logistic regression). ``transfer`` runs a fine-tuning group's list
 of units one after another in one worker group. A protocol is a function registered with
 ``@PROTOCOLS.register(name)`` that takes a ``Transfer`` and returns the unit's metrics.
 

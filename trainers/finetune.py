@@ -26,7 +26,7 @@ def finetune_classifier(transfer: Transfer) -> dict:
     network = transfer.pretrained()
     torch.manual_seed(transfer.seed)
     mean, std = normalisation(network)
-    train_examples, test_examples = (task.read(transfer.data_root, split) for split in task.splits)
+    train_examples, test_examples = (task.read(transfer.data_root, split, seed=transfer.seed) for split in task.splits)
     network.reset_classifier(len(train_examples.classes))
     model = engine.prepare(network, transfer.use_gpu)
     optimizer = torch.optim.SGD(
