@@ -12,6 +12,7 @@ before Ray starts, so ``dry_run=true`` catches it. Nothing here imports training
 """
 
 import difflib
+import json
 import re
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def check_recipe(section: str, recipe: dict, where: str) -> None:
 
 def grid_tasks(config: DictConfig) -> list[str]:
     """The grid's tasks at the run's scale (a list, or a list per scale)."""
-    return list(at_scale(OmegaConf.to_container(config.grid, resolve=True).get("tasks") or [], config.scale, "grid.tasks"))
+    tasks = OmegaConf.to_container(config.grid, resolve=True).get("tasks") or []
+    return list(at_scale(tasks, config.scale, "grid.tasks"))
 
 
 def grid_seeds(config: DictConfig) -> list[int]:
@@ -163,6 +165,9 @@ def grid_points(config: DictConfig) -> list[dict]:
     _unknown_keys(grid, GRID_KEYS, "grid")
     defaults = {key: value for key, value in grid.items() if key in POINT_KEYS}
     sections = {"pretrain", *(TASKS[name].protocol for name in TASKS.names())}
+    recipes = {section: at_scale(OmegaConf.to_container(config[section], resolve=True), config.scale, section)
+               for section in sections}  # fmt: skip
+    model_args = OmegaConf.to_container(config.model_args, resolve=True)
     points = []
     for number, point in enumerate(grid.get("points") or [], start=1):
         where = f"grid point {number} ({point})"
@@ -195,10 +200,9 @@ def grid_points(config: DictConfig) -> list[dict]:
         model = {"name": model} if isinstance(model, str) else model
         if not isinstance(model, dict) or "name" not in model or set(model) - {"name", "args"}:
             raise ConfigError(f"{where}: model is a name or a mapping {{name: ..., args: {{...}}}}, not {model!r}")
-        args = model.get("args", OmegaConf.to_container(config.model_args, resolve=True).get(model["name"]))
+        args = model.get("args", model_args.get(model["name"]))
         resolved["model"] = {"name": model["name"], "args": dict(args or {})}
-        for section in sections:
-            base = at_scale(OmegaConf.to_container(config[section], resolve=True), config.scale, section)
+        for section, base in recipes.items():
             override = merged.get(section) or {}
             _unknown_keys(override, base, f"{where}: {section}")
             resolved[section] = {**base, **override}
@@ -229,8 +233,8 @@ def check(config: DictConfig) -> None:
     for name in ("num_workers", "cpus_per_worker", "finetune_groups"):
         if not isinstance(config.resources[name], int) or config.resources[name] < 1:
             raise ConfigError(f"resources.{name} must be a whole number >= 1, not {config.resources[name]!r}")
-    for point in grid_points(config):
-        model = point["model"]
+    models = {json.dumps(point["model"], sort_keys=True): point["model"] for point in grid_points(config)}
+    for model in models.values():  # each distinct network once: building one, even on the meta device, costs
         try:
             check_model(model["name"], model["args"])
         except ValueError as error:

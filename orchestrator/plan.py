@@ -52,7 +52,8 @@ class Plan:
 def make_plan(config: DictConfig) -> Plan:
     """The units of the grid; every point's label set is resolved on ImageNet-1k's classes (errors name it)."""
     pretrainings, finetunings, seen = [], [], set()
-    imagenet1k = class_list("imagenet1k")
+    imagenet1k, seeds = class_list("imagenet1k"), grid_seeds(config)
+    tasks = [TASKS[name] for name in grid_tasks(config)]
     for point in grid_points(config):
         subset = SubsetSpec(
             label_set=point["label_set"], images_per_class=point["images_per_class"], budget=point["budget"],
@@ -69,12 +70,13 @@ def make_plan(config: DictConfig) -> Plan:
             continue  # two points that are the same pretraining
         seen.add(pretrain_id)
         pretrainings.append(Pretraining(pretrain_id, subset, model, point["pretrain"]))
-        for name in grid_tasks(config):
-            task = TASKS[name]
+        for task in tasks:
             source, recipe = config.data[task.dataset], point[task.protocol]
-            for seed in grid_seeds(config):
-                unit = {"pretrain": pretrain_id, "task": name, "seed": seed, "recipe": recipe, "data": source}
-                finetunings.append(Finetuning(content_hash(unit), pretrain_id, name, task.protocol, seed, recipe, source))
+            for seed in seeds:
+                unit = {"pretrain": pretrain_id, "task": task.name, "seed": seed, "recipe": recipe, "data": source}
+                finetunings.append(
+                    Finetuning(content_hash(unit), pretrain_id, task.name, task.protocol, seed, recipe, source)
+                )
     return Plan(pretrainings, finetunings)
 
 

@@ -27,7 +27,7 @@ SCHEMA = pa.schema([
     ("run", pa.string()), ("grid", pa.string()), ("kind", pa.string()),  # pretrain | finetune
     ("unit_id", pa.string()), ("pretrain_id", pa.string()), ("trial_id", pa.string()),
     ("status", pa.string()), ("error", pa.string()),  # ok | failed
-    ("model", pa.string()), ("protocol", pa.string()),  # pretrain | the transfer's protocol (finetune, detect)
+    ("model", pa.string()), ("protocol", pa.string()),  # pretrain | the transfer's protocol (finetune, detect, probe)
     ("task", pa.string()), ("seed", pa.int64()),
     ("metric", pa.string()), ("value", pa.float64()), ("metrics", pa.string()),  # JSON: every number
     ("label_set", pa.string()), ("classes", pa.int64()), ("labels", pa.int64()),

@@ -99,9 +99,9 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
     subset_spec = SubsetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["subset"].items()})
     started = time.perf_counter()
     row = {**context, "kind": "pretrain", "unit_id": job["unit_id"], "pretrain_id": job["unit_id"],
-           "model": job["model"]["name"], "protocol": "pretrain", "label_set": subset_spec.label_set, "images_per_class": subset_spec.images_per_class,
-           "budget": subset_spec.budget, "subset_seed": subset_spec.seed, "epochs": job["recipe"]["epochs"],
-           "metric": "val_top1"}  # fmt: skip
+           "model": job["model"]["name"], "protocol": "pretrain", "label_set": subset_spec.label_set,
+           "images_per_class": subset_spec.images_per_class, "budget": subset_spec.budget,
+           "subset_seed": subset_spec.seed, "epochs": job["recipe"]["epochs"], "metric": "val_top1"}  # fmt: skip
     try:
         subset = build(subset_spec)
         facts = subset.facts
@@ -141,7 +141,8 @@ def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint
         results, error = {}, _failed(failure)
     for unit in units:
         row = {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretrain_id,
-               "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"], "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"),
+               "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"],
+               "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"),
                "checkpoint": _uri(checkpoint), "wall_time_s": time.perf_counter() - started}  # fmt: skip
         outcome = results.get(unit["unit_id"])
         if outcome is None:

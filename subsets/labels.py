@@ -56,7 +56,9 @@ LABEL_SET_METHODS = Registry("label-set method")  # name pattern ("down_up_<N>")
 # depicts, except for three classes, which their matching took by name: cow is cow.n.01, under which ImageNet-1k
 # has no class (ox stays); pottedplant is plant.n.02, the plants daisy and yellow lady's slipper (the pot stays);
 # tvmonitor is monitor.n.05, the computer monitor (the television stays). 229 classes go, 771 stay.
-PASCAL_REMOVAL_SYNSETS = {**PASCAL_CLASS_SYNSETS, "cow": "cow.n.01", "pottedplant": "plant.n.02", "tvmonitor": "monitor.n.05"}
+PASCAL_REMOVAL_SYNSETS = {
+    **PASCAL_CLASS_SYNSETS, "cow": "cow.n.01", "pottedplant": "plant.n.02", "tvmonitor": "monitor.n.05"
+}
 
 class UnknownLabelSetError(ValueError):
     pass
@@ -249,7 +251,9 @@ class Method:
         return re.fullmatch(re.escape(self.pattern).replace("<N>", r"(\d+)"), name)
 
 
-def register_method(pattern: str, example: str | None = None, takes_filters: bool = False, version: int = 0) -> Callable:
+def register_method(
+    pattern: str, example: str | None = None, takes_filters: bool = False, version: int = 0
+) -> Callable:
     def add(build: Callable[[Request], LabelSet]) -> Callable:
         LABEL_SET_METHODS.register(pattern)(Method(pattern, build, example or pattern, takes_filters, version))
         return build
@@ -258,22 +262,23 @@ def register_method(pattern: str, example: str | None = None, takes_filters: boo
 
 
 @functools.cache
-def _chain(method: str, wnids: tuple[str, ...]) -> list[LabelSet]:
-    return {"down_up": down_up_chain, "up_down": up_down_chain}[method](list(wnids))
+def _chain(make_chain: Callable[[list[str]], list[LabelSet]], wnids: tuple[str, ...]) -> list[LabelSet]:
+    return make_chain(list(wnids))
 
 
-def _pick_from_chain(request: Request, method: str) -> LabelSet:
-    chain = _chain(method, request.wnids)
+def _pick_from_chain(request: Request, make_chain: Callable[[list[str]], list[LabelSet]]) -> LabelSet:
+    chain = _chain(make_chain, request.wnids)
     for step in chain:
         if step.name == request.name:
             return step
     counts = ", ".join(str(s.num_labels) for s in chain)
+    method = request.name.rsplit("_", 1)[0]
     raise UnknownLabelSetError(f"{method} has no step named {request.name!r}; its steps have {counts} classes")
 
 
 register_method("fine")(lambda r: fine(list(r.wnids)))
-register_method("down_up_<N>", "down_up_918")(lambda r: _pick_from_chain(r, "down_up"))
-register_method("up_down_<N>", "up_down_127")(lambda r: _pick_from_chain(r, "up_down"))
+register_method("down_up_<N>", "down_up_918")(lambda r: _pick_from_chain(r, down_up_chain))
+register_method("up_down_<N>", "up_down_127")(lambda r: _pick_from_chain(r, up_down_chain))
 # Version 1: the authors' released set (ox, pot and television stay; monitor, daisy, yellow lady's slipper go).
 register_method("pascal_removed", version=1)(lambda r: pascal_removed(list(r.wnids)))
 register_method("random_<N>", "random_10")(lambda r: random_classes(list(r.wnids), r.number, r.seed))
@@ -282,18 +287,20 @@ register_method("split_random_b")(lambda r: random_halves(list(r.wnids), r.seed)
 register_method("split_min_a")(lambda r: min_shared_ancestry_halves(list(r.wnids))[0])
 register_method("split_min_b")(lambda r: min_shared_ancestry_halves(list(r.wnids))[1])
 register_method("extra_<N>", "extra_5", takes_filters=True)(
-    lambda r: extra_classes(list(r.wnids), r.number, r.seed, include_under=r.include_under, exclude_under=r.exclude_under)
+    lambda r: extra_classes(
+        list(r.wnids), r.number, r.seed, include_under=r.include_under, exclude_under=r.exclude_under
+    )
 )
 
 
 def method_of(name: str) -> tuple[Method, int | None]:
     """The method that builds the label set ``name``, and the number in the name; UnknownLabelSetError, with
     the nearest valid names, if there is none."""
-    for pattern in LABEL_SET_METHODS.names():
+    patterns = LABEL_SET_METHODS.names()
+    for pattern in patterns:
         method = LABEL_SET_METHODS[pattern]
         if found := method.matches(name):
             return method, int(found.group(1)) if found.groups() else None
-    patterns = LABEL_SET_METHODS.names()
     close = difflib.get_close_matches(name, [p.replace("<N>", "") for p in patterns], n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UnknownLabelSetError(f"unknown label set {name!r}.{hint} Label sets: {', '.join(patterns)}")

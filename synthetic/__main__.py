@@ -6,7 +6,7 @@
 import argparse
 
 from formats.cache import data_dir
-from synthetic import GENERATORS
+from synthetic import GENERATORS, imagenet
 
 
 def main(argv=None) -> None:
@@ -14,7 +14,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="generate synthetic datasets")
-    generate.add_argument("--scale", default="default", choices=["tiny", "default"])
+    generate.add_argument("--scale", default="default", choices=sorted(imagenet.SCALES))
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--datasets", nargs="+", default=GENERATORS.names(), choices=GENERATORS.names())
     generate.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")

@@ -2,9 +2,9 @@
 
 import csv
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 

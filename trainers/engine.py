@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from torchvision.transforms import v2 as transforms
 
-from formats.images import collate_skipping_unreadable
+from formats.images import ImageDataset, collate_skipping_unreadable
 
 
 def image_transform(size: int, train: bool, mean: tuple[float, ...], std: tuple[float, ...]) -> Callable:
@@ -96,14 +96,21 @@ def train_epoch(model, data, optimizer, loss_fn, device, use_amp: bool, epoch: i
     }
 
 
+def examples_dataset(examples, transform: Callable, multilabel: bool = False) -> ImageDataset:
+    """A task's ``tasks.Examples`` as a dataset: class indices, or multi-hot vectors for multi-label tasks."""
+    targets = torch.as_tensor(examples.targets, dtype=torch.float32 if multilabel else torch.int64)
+    return ImageDataset(examples.root, examples.paths, targets, transform, examples.crops)
+
+
 @torch.no_grad()
-def predict(model, data, device) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and targets for every readable item of an evaluation loader."""
+def predict(model, data, device, forward: Callable = nn.Module.__call__) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (``forward(model, images)``, by default the model's output) and targets for every readable item
+    of an evaluation loader."""
     model.eval()
     scores, targets = [], []
     for images, batch_targets, _ in data:
         if len(images):
-            scores.append(model(images.to(device)).float().cpu())
+            scores.append(forward(model, images.to(device)).float().cpu())
             targets.append(batch_targets)
     return torch.cat(scores).numpy(), torch.cat(targets).numpy()
 

@@ -8,15 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from formats.images import ImageDataset
 from models import normalisation
-from tasks import Examples
 from trainers import PROTOCOLS, Transfer, engine
-
-
-def dataset(examples: Examples, multilabel: bool, transform) -> ImageDataset:
-    targets = torch.as_tensor(examples.targets, dtype=torch.float32 if multilabel else torch.int64)
-    return ImageDataset(examples.root, examples.paths, targets, transform, examples.crops)
 
 
 @PROTOCOLS.register("finetune")
@@ -40,7 +33,9 @@ def finetune_classifier(transfer: Transfer) -> dict:
         schedule.load_state_dict(state["schedule"])
         first_epoch, images_per_s = state["epoch"], state["images_per_s"]
     train_set, test_set = (
-        dataset(examples, task.multilabel, engine.image_transform(transfer.image_size, is_train, mean, std))
+        engine.examples_dataset(
+            examples, engine.image_transform(transfer.image_size, is_train, mean, std), task.multilabel
+        )
         for examples, is_train in ((train_examples, True), (test_examples, False))
     )
     workers = transfer.loader_workers

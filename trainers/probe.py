@@ -10,25 +10,17 @@ import time
 import torch
 import torch.nn.functional as F
 
-from formats.images import ImageDataset, collate_skipping_unreadable
 from models import normalisation
 from trainers import PROTOCOLS, Transfer, engine
 
 
-@torch.no_grad()
-def features(network, dataset: ImageDataset, batch_size: int, workers: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features and targets of every readable image, in order."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                         collate_fn=collate_skipping_unreadable)  # fmt: skip
-    found, targets = [], []
-    for images, batch_targets, _ in loader:
-        if len(images):
-            found.append(network.forward_head(network.forward_features(images.to(device)), pre_logits=True).float().cpu())
-            targets.append(batch_targets)
-    return torch.cat(found), torch.cat(targets)
+def penultimate(network, images: torch.Tensor) -> torch.Tensor:
+    return network.forward_head(network.forward_features(images), pre_logits=True)
 
 
-def nearest_neighbour(train: torch.Tensor, train_targets: torch.Tensor, test: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def nearest_neighbour(
+    train: torch.Tensor, train_targets: torch.Tensor, test: torch.Tensor, chunk: int = 1024
+) -> torch.Tensor:
     """The class of each test feature's cosine-nearest training feature."""
     train = F.normalize(train, dim=1)
     nearest = [(F.normalize(block, dim=1) @ train.T).argmax(1) for block in test.split(chunk)]
@@ -63,8 +55,10 @@ def probe(transfer: Transfer) -> dict:
     extracted = []
     for split in task.splits:
         examples = task.read(transfer.data_root, split, seed=transfer.seed)
-        dataset = ImageDataset(examples.root, examples.paths, torch.as_tensor(examples.targets), transform, examples.crops)
-        extracted.append(features(network, dataset, recipe["batch_size"], transfer.loader_workers, transfer.device))
+        data = engine.loader(engine.examples_dataset(examples, transform), recipe["batch_size"], False, transfer.seed,
+                             transfer.loader_workers)  # fmt: skip
+        found, targets = engine.predict(network, data, transfer.device, penultimate)
+        extracted.append((torch.from_numpy(found), torch.from_numpy(targets)))
     (train, train_targets), (test, test_targets) = extracted
     seconds = time.perf_counter() - started
     classes = len(examples.classes)
