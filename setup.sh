@@ -62,9 +62,10 @@ EOF
 }
 
 # Compiles mmcv's ops from its source distribution against the torch in .venv, printing progress,
-# and leaves the wheel and a record of the build (what it compiled against) in $1.
+# and leaves the wheel and a record of the build (what it compiled against) in $1; $2 is the build's key.
 build_mmcv_wheel() {
-    local out=$1 work=.venv/mmcv-build
+    local out=$1 cuda_ops=false work=.venv/mmcv-build
+    [[ $2 == *-cuda* ]] && cuda_ops=true  # the key says whether mmcv builds CUDA ops
     rm -rf "$work" && mkdir -p "$work"
     # Right before the build, because the build runs in this environment (--no-build-isolation,
     # to compile against its torch): mmcv's setup.py imports pkg_resources, which setuptools >= 70
@@ -75,11 +76,9 @@ build_mmcv_wheel() {
     tar -xzf "$work"/mmcv-*.tar.gz -C "$work"
     local src total started=$SECONDS
     src=$(echo "$work"/mmcv-*/)
-    total=$(cd "$src" && "$venv_python" -c 'import glob, torch
-import os
-cuda_ops = torch.cuda.is_available() or os.environ.get("FORCE_CUDA") == "1"
-cuda = ["mmcv/ops/csrc/pytorch/cuda/*.cu", "mmcv/ops/csrc/pytorch/cuda/*.cpp"] if cuda_ops else []
-print(sum(len(glob.glob(p)) for p in ["mmcv/ops/csrc/pytorch/*.cpp", "mmcv/ops/csrc/pytorch/cpu/*.cpp"] + cuda))')
+    total=$(cd "$src" && "$venv_python" -c 'import glob, sys
+cuda = ["mmcv/ops/csrc/pytorch/cuda/*.cu", "mmcv/ops/csrc/pytorch/cuda/*.cpp"] if sys.argv[1] == "true" else []
+print(sum(len(glob.glob(p)) for p in ["mmcv/ops/csrc/pytorch/*.cpp", "mmcv/ops/csrc/pytorch/cpu/*.cpp"] + cuda))' "$cuda_ops")
     export MAX_JOBS=${MAX_JOBS:-$(nproc)}
     echo "setup.sh: compiling mmcv's ops ($total files on $MAX_JOBS cores, log: $work/build.log)"
     MMCV_WITH_OPS=1 "$venv_python" -m pip wheel --disable-pip-version-check \
@@ -94,13 +93,13 @@ print(sum(len(glob.glob(p)) for p in ["mmcv/ops/csrc/pytorch/*.cpp", "mmcv/ops/c
         echo "setup.sh: mmcv's build failed; its whole log is $work/build.log" >&2
         exit 1
     fi
-    "$venv_python" - "$work/dist/record.json" "$((SECONDS - started))" <<'EOF'
+    "$venv_python" - "$work/dist/record.json" "$((SECONDS - started))" "$cuda_ops" <<'EOF'
 import importlib.util, json, os, shutil, sys, time, torch
 from importlib.metadata import version
 json.dump({
     "torch": torch.__version__, "torch_cuda": torch.version.cuda,
     "setuptools": version("setuptools"), "pkg_resources": importlib.util.find_spec("pkg_resources") is not None,
-    "cuda_ops": torch.cuda.is_available() or os.environ.get("FORCE_CUDA") == "1",
+    "cuda_ops": sys.argv[3] == "true",
     "compiler": shutil.which(os.environ.get("CXX", "c++")), "max_jobs": os.environ.get("MAX_JOBS"),
     "seconds": int(sys.argv[2]), "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
 }, open(sys.argv[1], "w"), indent=1)
@@ -121,7 +120,7 @@ install_mmcv() {
     fi
     local source="project wheel cache $cache"
     if [ "${SETUP_MMCV_FROM_SOURCE:-0}" = 1 ] || ! ls "$cache"/mmcv-*.whl >/dev/null 2>&1; then
-        build_mmcv_wheel "$cache"
+        build_mmcv_wheel "$cache" "$key"
         source="compiled from source in this set-up"
     fi
     "${pip[@]}" -q --no-deps --force-reinstall --no-cache-dir "$cache"/mmcv-*.whl
