@@ -15,18 +15,29 @@ command -v "$python" >/dev/null || python=python3
     exit 1
 }
 
-# WordNet 3.0 database files, from Debian's package (WORDNET_DIR: where another install put them).
-export WORDNET_DIR=${WORDNET_DIR:-/usr/share/wordnet}
-if [ ! -f "$WORDNET_DIR/data.noun" ]; then
-    if [ "$(id -u)" = 0 ] && [ "$WORDNET_DIR" = /usr/share/wordnet ] && command -v apt-get >/dev/null; then
-        apt-get install -y --no-install-recommends wordnet-base ||
-            { apt-get update && apt-get install -y --no-install-recommends wordnet-base; }
+# Debian packages: WordNet 3.0's database files (WORDNET_DIR: where another install put them) and Chromium,
+# the headless browser in which the tests open the report page (CHROMIUM: another Chromium or Chrome binary).
+export WORDNET_DIR=${WORDNET_DIR:-/usr/share/wordnet} CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+apt_install() {  # $1: the package, $2: what is missing, $3: the other way to provide it
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y --no-install-recommends "$1" ||
+            { apt-get update && apt-get install -y --no-install-recommends "$1"; }
     else
-        echo "setup.sh: WordNet 3.0 is missing ($WORDNET_DIR/data.noun). Run as root:" >&2
-        echo "    apt-get install --no-install-recommends wordnet-base" >&2
-        echo "then run setup.sh again, or set WORDNET_DIR to a folder holding WordNet 3.0's dict files." >&2
+        echo "setup.sh: $2 Run as root:" >&2
+        echo "    apt-get install --no-install-recommends $1" >&2
+        echo "then run setup.sh again, or $3" >&2
         exit 1
     fi
+}
+if [ ! -f "$WORDNET_DIR/data.noun" ]; then
+    [ "$WORDNET_DIR" = /usr/share/wordnet ] || { echo "setup.sh: WORDNET_DIR=$WORDNET_DIR has no data.noun" >&2; exit 1; }
+    apt_install wordnet-base "WordNet 3.0 is missing ($WORDNET_DIR/data.noun)." \
+        "set WORDNET_DIR to a folder holding WordNet 3.0's dict files."
+fi
+if [ ! -x "$CHROMIUM" ]; then
+    [ "$CHROMIUM" = /usr/bin/chromium ] || { echo "setup.sh: CHROMIUM=$CHROMIUM is not an executable" >&2; exit 1; }
+    apt_install chromium "Chromium, the browser the report page's test opens, is missing ($CHROMIUM)." \
+        "set CHROMIUM to a Chromium or Chrome binary."
 fi
 
 venv_python=$PWD/.venv/bin/python

@@ -1,8 +1,11 @@
-"""ImageNet (ILSVRC-2012) in its release layouts, and the class lists timm ships.
+"""ImageNet (ILSVRC-2012) in its release layouts, extra classes from outside it in ImageNet-21k's, and the
+class lists timm ships.
 
     <root>/train/<wnid>/*.JPEG
     <root>/val/<wnid>/*.JPEG, or <root>/val/*.JPEG with LOC_val_solution.csv (Kaggle's layout,
     also under <root>/ILSVRC/Data/CLS-LOC/)
+    <extra root>/<wnid>/*.JPEG, or <extra root>/train/<wnid>/*.JPEG: classes outside ImageNet-1k
+    (``list_imagenet_extra``), the extra data of paper Sec 6
 
 A class folder with no images is a ``DataFormatError`` (a pretraining on fewer classes than asked
 would silently change the experiment).
@@ -17,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from formats import GENERATE_HINT, DataFormatError, require_dir
-from formats.wordnet import synset_of
+from formats.wordnet import UnknownClassError, synset_of
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 CLASS_LISTS = {
@@ -75,22 +78,72 @@ def list_imagenet(root: str | Path, split: str) -> pa.Table:
         raise ValueError(f"ImageNet split must be 'train' or 'val', not {split!r}")
     images = imagenet_image_root(root)
     split_dir = require_dir(images / split, f"ImageNet {split} folder (ILSVRC-2012 layout)")
-    class_dirs = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and is_wnid(e.name))
+    class_dirs = _class_dirs(split_dir)
     if split == "val" and not class_dirs:
         return _list_flat_imagenet_val(root, images)
     if not class_dirs:
         raise DataFormatError(f"{split_dir} holds no class folders named by wnid (like n01440764)")
+    return _list_class_dirs(split_dir, class_dirs, f"{split}/")
+
+
+def list_imagenet_extra(root: str | Path) -> pa.Table:
+    """Every image of a folder of extra classes, ImageNet-21k style, as a table ``path`` (relative to ``root``)
+    and ``wnid``, sorted by path: ``<root>/<wnid>/*.JPEG``, or ``<root>/train/<wnid>/*.JPEG``. Every class
+    folder must name a WordNet 3.0 noun. The folders of ImageNet-1k's classes are left out (real ImageNet-21k
+    holds them too): extra data adds classes, it never adds images to the 1000."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(
+            f"extra data folder {root} does not exist. Point it at a folder of class folders (<wnid>/*.JPEG, "
+            f"ImageNet-21k style) outside ImageNet-1k, or {GENERATE_HINT}."
+        )
+    folder = root / "train" if (root / "train").is_dir() else root
+    class_dirs = _class_dirs(folder)
+    if not class_dirs:
+        raise DataFormatError(
+            f"{folder} holds no class folders named by wnid (like n00007846): the extra data is "
+            "<folder>/<wnid>/*.JPEG or <folder>/train/<wnid>/*.JPEG"
+        )
+    unknown = [wnid for wnid in class_dirs if not _names_a_synset(wnid)]
+    if unknown:
+        raise DataFormatError(
+            f"{_listed(unknown)} in {folder} name no WordNet 3.0 noun synset; rename or remove those folders"
+        )
+    imagenet1k = set(imagenet1k_wnids())
+    outside = [wnid for wnid in class_dirs if wnid not in imagenet1k]
+    if not outside:
+        raise DataFormatError(f"{folder} holds only ImageNet-1k classes; extra data is classes outside the 1000")
+    return _list_class_dirs(folder, outside, "train/" if folder != root else "")
+
+
+def _class_dirs(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and is_wnid(e.name))
+
+
+def _names_a_synset(wnid: str) -> bool:
+    try:
+        synset_of(wnid)
+    except UnknownClassError:
+        return False
+    return True
+
+
+def _listed(wnids: list[str]) -> str:
+    return f"{len(wnids)} class folder(s) ({', '.join(wnids[:5])}{' ...' if len(wnids) > 5 else ''})"
+
+
+def _list_class_dirs(folder: Path, class_dirs: list[str], prefix: str) -> pa.Table:
+    """The images in ``folder``'s class folders: ``path`` (``prefix<wnid>/<file>``), ``wnid``."""
     paths, wnids, empty = [], [], []
     for wnid in class_dirs:
-        files = _images_in(split_dir / wnid)
+        files = _images_in(folder / wnid)
         if not files:
             empty.append(wnid)
-        paths += [f"{split}/{wnid}/{name}" for name in files]
+        paths += [f"{prefix}{wnid}/{name}" for name in files]
         wnids += [wnid] * len(files)
     if empty:
         raise DataFormatError(
-            f"{len(empty)} class folder(s) in {split_dir} hold no images: {', '.join(empty[:5])}"
-            f"{' ...' if len(empty) > 5 else ''}. Re-extract those classes, or remove the folders "
+            f"{_listed(empty)} in {folder} hold no images. Re-extract those classes, or remove the folders "
             "to train without them."
         )
     return pa.table({"path": paths, "wnid": wnids})

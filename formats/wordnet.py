@@ -16,7 +16,9 @@ as its parent (``first_parent``), and a synset's depth as the length of its chai
 parents up to entity.n.01, reproduces every published count: down_up 918, 753, 486, 79, 9 and
 up_down 127 (tests/test_label_sets.py).
 
-"Under" a synset means on any of its hypernym or instance-hypernym paths (``ancestors``).
+"Under" a synset means on any of its hypernym or instance-hypernym paths (``ancestors``); a class is
+"outside" a set of classes when it is neither one of them nor above or below one (``outside_classes``:
+the extra classes of paper Sec 6).
 
     python -m formats.wordnet      # install (set-up runs this); prints the corpus path
 """
@@ -143,6 +145,17 @@ def ancestors(synset: Synset) -> frozenset[Synset]:
 
 def is_under(synset: Synset, ancestor: Synset) -> bool:
     return synset == ancestor or ancestor in ancestors(synset)
+
+
+def outside_classes(pool_wnids: list[str], base_wnids: list[str]) -> list[str]:
+    """The wnids of ``pool_wnids`` outside the classes ``base_wnids``: neither one of them, nor above or below
+    one of them (any hypernym path). A class above or below a base class would show the same objects again."""
+    base = {synset_of(wnid) for wnid in base_wnids}
+    above_base = set().union(*(ancestors(synset) for synset in base))
+    return [
+        wnid for wnid in pool_wnids
+        if (synset := synset_of(wnid)) not in base and synset not in above_base and not ancestors(synset) & base
+    ]  # fmt: skip
 
 
 def _allow_nltk_data_dir() -> None:

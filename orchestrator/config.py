@@ -7,7 +7,11 @@ key per dataset that pretraining or a registered task reads.
 
 A grid point (``grid.points``) has a schema, ``POINT_KEYS``; a grid-level key of the same name is
 the default of every point. Any value may be given per scale, ``{embedded: 3000, paper: 500000}``,
-and the run's scale picks one. Everything a point names (label set, task, model) is resolved here,
+and the run's scale picks one. ``grid.pretrain_seeds`` repeats every point's pretraining (its images
+and initialisation) once per seed. A grid names its figure (``grid.figure``) and the paper's
+findings it checks (``grid.findings``, see ``grid_findings``) for the report. A union grid
+(``grid.grids``) is several grids run as one: each member is an experiment of the run, with the
+union's own keys (seeds, tasks, sizes set on the command line) over its own. Everything a point names (label set, task, model) is resolved here,
 before Ray starts, so ``dry_run=true`` catches it. Nothing here imports training code.
 """
 
@@ -40,7 +44,23 @@ POINT_KEYS = {
     "detect": "overrides of the detect protocol's recipe",
     "probe": "overrides of the probe protocol's recipe",
 }
-GRID_KEYS = {"name", "points", "tasks", "seeds", *POINT_KEYS}
+GRID_KEYS = {"name", "points", "tasks", "seeds", "pretrain_seeds", "grids", "figure", "findings", *POINT_KEYS}
+FIGURE_AXES = {  # grid.figure.x: what the figure plots each task's metric against
+    "images_per_class": "images per class (log scale): the paper's Fig 1",
+    "labels": "the number of pretraining labels (log scale): the paper's Fig 2",
+    "label_set": "one bar per label set",
+}
+FINDING_KEYS = {
+    "claim": "the finding in words",
+    "task": "the task whose metric is compared, or pretrain (the pretraining's validation top-1)",
+    "compare": "the point whose metric is compared: a mapping of point keys that picks one grid point",
+    "against": "the point it is compared against (the same form)",
+    "above": "the claim holds when compare - against > this many points (percent)",
+    "below": "the claim holds when compare - against < this many points",
+    "within": "the claim holds when |compare - against| < this many points (percent)",
+    "paper": "the paper's own difference, in points, where ../shared/PAPERS.md confirms it",
+}
+PRETRAIN = "pretrain"  # a finding's task that names the pretraining's own validation top-1
 WHOLE_NUMBERS = {  # recipe keys that must be whole numbers >= 1, by section
     "pretrain": ("epochs", "batch_size", "lr_step_epochs", "image_size"),
     "finetune": ("epochs", "batch_size", "lr_step_epochs"),
@@ -84,15 +104,38 @@ def load(overrides: list[str]) -> DictConfig:
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key in ("grid", "scale") and "=" in override and override.split("=", 1)[1] not in available(key):
-            raise ConfigError(
-                f"unknown {key} {override.split('=', 1)[1]!r}; available: {', '.join(available(key))}"
-            )
+            raise ConfigError(f"unknown {key} {override.split('=', 1)[1]!r}; available: {', '.join(available(key))}")
     try:
-        config = _compose(overrides)
+        config = _compose(_as_meant(overrides))
     except (ConfigCompositionException, MissingConfigException, OmegaConfBaseException) as error:
         raise ConfigError(_explain(error, overrides)) from None
     check(config)
     return config
+
+
+def _as_meant(overrides: list[str]) -> list[str]:
+    """The overrides, with ``key=value`` for a key that the configuration gives per scale ({embedded: ...,
+    paper: ...}) turned into a replacement of the whole mapping (``~key +key=value``): one value for every
+    scale, which is what ``grid.seeds=[0]`` means on a grid whose seeds differ by scale; and a grid key the grid
+    does not set (``grid.seeds=[0]`` on a union) added, as Hydra's ``+grid.seeds=[0]`` would."""
+    plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~")) and o.split("=", 1)[0] != "grid"]
+    if not plain:
+        return overrides
+    try:
+        base = _compose([o for o in overrides if o not in plain])
+    except (ConfigCompositionException, MissingConfigException, OmegaConfBaseException):
+        return overrides  # the error is not here: composing them as given names it
+    rewritten = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        current = OmegaConf.select(base, key, default=None) if override in plain else None
+        per_scale = isinstance(current, DictConfig) and current and set(current) <= set(available("scale"))
+        grid_key = key.removeprefix("grid.") if key.startswith("grid.") else None
+        absent_grid_key = override in plain and grid_key in GRID_KEYS and grid_key not in base.grid
+        rewritten += (
+            [f"~{key}", f"+{key}={value}"] if per_scale else [f"+{override}"] if absent_grid_key else [override]
+        )
+    return rewritten
 
 
 def _explain(error: Exception, overrides: list[str]) -> str:
@@ -110,8 +153,10 @@ def _explain(error: Exception, overrides: list[str]) -> str:
         if key in ("grid", "scale") or key in known or any(k.startswith(key + ".") for k in known):
             continue
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-        return f"unknown key {key!r}" + (f"; did you mean {', '.join(close)}?" if close else "") + (
-            " Valid keys are listed by `python -m orchestrator.run --help`."
+        return (
+            f"unknown key {key!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+            + (" Valid keys are listed by `python -m orchestrator.run --help`.")
         )
     return message
 
@@ -157,12 +202,25 @@ def grid_seeds(config: DictConfig) -> list[int]:
     return list(seeds)
 
 
+def _pretrain_seeds(grid: dict, scale: str) -> list[int] | None:
+    seeds = at_scale(grid.get("pretrain_seeds"), scale, "grid.pretrain_seeds")
+    if seeds is None:
+        return None
+    if not seeds or not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds):
+        raise ConfigError(f"grid.pretrain_seeds must be a list of whole numbers, not {seeds!r}")
+    return list(seeds)
+
+
 def grid_points(config: DictConfig) -> list[dict]:
-    """Every point of the grid with the grid's defaults and the run's scale applied: label_set, images_per_class,
-    budget, subset_seed, extra_include_under, extra_exclude_under, model ({name, args}) and the recipes
-    (pretrain and each protocol's section, with the point's overrides). Errors name the point and the key."""
+    """Every point of the grid with the grid's defaults and the run's scale applied: point (its number in
+    grid.points), label_set, images_per_class, budget, subset_seed, extra_include_under, extra_exclude_under,
+    model ({name, args}) and the recipes (pretrain and each protocol's section, with the point's overrides);
+    a point appears once per pretrain seed. Errors name the point and the key."""
     grid = OmegaConf.to_container(config.grid, resolve=True)
     _unknown_keys(grid, GRID_KEYS, "grid")
+    if grid.get("grids"):
+        raise ConfigError(f"grid {grid.get('name')} is a union of grids: its points are its members' (experiments)")
+    replicates = _pretrain_seeds(grid, config.scale)
     defaults = {key: value for key, value in grid.items() if key in POINT_KEYS}
     sections = {"pretrain", *(TASKS[name].protocol for name in TASKS.names())}
     recipes = {section: at_scale(OmegaConf.to_container(config[section], resolve=True), config.scale, section)
@@ -181,9 +239,12 @@ def grid_points(config: DictConfig) -> list[dict]:
         merged = at_scale({**merged, **point}, config.scale, where)
         if "label_set" not in merged:
             raise ConfigError(f"{where}: no label_set (give one in the point or at grid level)")
+        if replicates is not None and "subset_seed" in merged:
+            raise ConfigError(f"{where}: give subset_seed or grid.pretrain_seeds, not both")
         if merged.get("images_per_class") == "all":
             merged["images_per_class"] = None
         resolved = {
+            "point": number,
             "label_set": merged["label_set"],
             "images_per_class": merged.get("images_per_class"),
             "budget": None if merged.get("images_per_class") is not None else merged.get("budget"),
@@ -201,48 +262,147 @@ def grid_points(config: DictConfig) -> list[dict]:
         if not isinstance(model, dict) or "name" not in model or set(model) - {"name", "args"}:
             raise ConfigError(f"{where}: model is a name or a mapping {{name: ..., args: {{...}}}}, not {model!r}")
         args = model.get("args", model_args.get(model["name"]))
+        if args is not None and not isinstance(args, dict):
+            raise ConfigError(f"{where}: the arguments of model {model['name']} (model_args.{model['name']}) are a "
+                              f"mapping such as {{width: 0.5}}, not {args!r}")  # fmt: skip
         resolved["model"] = {"name": model["name"], "args": dict(args or {})}
         for section, base in recipes.items():
             override = merged.get(section) or {}
             _unknown_keys(override, base, f"{where}: {section}")
             resolved[section] = {**base, **override}
             check_recipe(section, resolved[section], section if not override else f"{where}: {section}")
-        points.append(resolved)
+        points += [{**resolved, "subset_seed": seed} for seed in replicates] if replicates is not None else [resolved]
     if not points:
         raise ConfigError("grid.points is empty: a grid needs at least one point")
     return points
 
 
+def experiments(config: DictConfig) -> list[DictConfig]:
+    """The run's experiments, each a configuration with one grid: the grid itself or, for a union grid
+    (``grid.grids``), each member grid with the union's own keys (seeds, tasks, sizes) over the member's."""
+    union = OmegaConf.to_container(config.grid, resolve=True)
+    if not union.get("grids"):
+        return [config]
+    if union.get("points"):
+        raise ConfigError(f"grid {union['name']}: a union of grids (grid.grids) has no points of its own")
+    shared = {key: value for key, value in union.items() if key not in ("name", "grids", "figure", "findings")}
+    found = []
+    for name in union["grids"]:
+        if name not in available("grid"):
+            raise ConfigError(
+                f"grid {union['name']}: unknown member grid {name!r}; grids: {', '.join(available('grid'))}"
+            )
+        file = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "grid" / f"{name}.yaml"))
+        if set(file) != {"grid"} or file["grid"].get("grids"):
+            raise ConfigError(f"grid {name} cannot be a member of {union['name']}: a member sets its grid section "
+                              "only, and is not a union itself")  # fmt: skip
+        experiment = config.copy()
+        with open_dict(experiment):
+            experiment.grid = {**file["grid"], **shared}
+        found.append(experiment)
+    return found
+
+
+def _one_point(selector, points: list[dict], where: str) -> int | None:
+    """The number of the one grid point that ``selector`` (label_set, images_per_class, budget) picks; None when
+    it picks none or several (the grid's points were overridden: the finding does not apply to them)."""
+    if not isinstance(selector, dict) or not selector:
+        raise ConfigError(f"{where} picks a grid point by its keys, like {{images_per_class: 500}}, not {selector!r}")
+    _unknown_keys(selector, ("label_set", "images_per_class", "budget"), where)
+    wanted = {key: None if value == "all" else value for key, value in selector.items()}
+    matched = sorted({p["point"] for p in points if all(p[key] == value for key, value in wanted.items())})
+    return matched[0] if len(matched) == 1 else None
+
+
+def grid_findings(config: DictConfig, points: list[dict] | None = None) -> list[dict]:
+    """The paper's findings the grid checks, at the run's scale: claim, task, compare and against (grid point
+    numbers; None where the run's points have no single such point), above, below or within (points, percent;
+    one is set) and paper (the paper's difference, or None)."""
+    points = points or grid_points(config)
+    findings = []
+    for number, finding in enumerate(OmegaConf.to_container(config.grid, resolve=True).get("findings") or [], 1):
+        where = f"grid.findings[{number}]"
+        if not isinstance(finding, dict):
+            raise ConfigError(f"{where} is a mapping of {', '.join(FINDING_KEYS)}")
+        _unknown_keys(finding, FINDING_KEYS, where)
+        finding = at_scale(finding, config.scale, where)
+        missing = sorted({"claim", "task", "compare", "against"} - set(finding))
+        if missing:
+            raise ConfigError(f"{where} needs {', '.join(missing)}")
+        if len({"above", "below", "within"} & set(finding)) != 1:
+            raise ConfigError(f"{where}: give one of above (compare - against > X), below (compare - against < X) "
+                              "or within (|compare - against| < X)")  # fmt: skip
+        if finding["task"] != PRETRAIN and finding["task"] not in TASKS:
+            close = difflib.get_close_matches(finding["task"], [*TASKS.names(), PRETRAIN], n=2)
+            raise ConfigError(
+                f"{where}: unknown task {finding['task']!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+            )
+        findings.append({
+            "claim": str(finding["claim"]), "task": finding["task"],
+            "compare": _one_point(finding["compare"], points, f"{where}.compare"),
+            "against": _one_point(finding["against"], points, f"{where}.against"),
+            "above": finding.get("above"), "below": finding.get("below"), "within": finding.get("within"),
+            "paper": finding.get("paper"),
+        })  # fmt: skip
+    return findings
+
+
+def grid_figure(config: DictConfig) -> dict:
+    """The grid's figure: x (a key of FIGURE_AXES) and title."""
+    figure = at_scale(
+        OmegaConf.to_container(config.grid, resolve=True).get("figure") or {}, config.scale, "grid.figure"
+    )
+    _unknown_keys(figure, ("x", "title"), "grid.figure")
+    x = figure.get("x", "label_set")
+    if x not in FIGURE_AXES:
+        raise ConfigError(f"grid.figure.x must be one of {', '.join(FIGURE_AXES)}, not {x!r}")
+    return {"x": x, "title": figure.get("title", config.grid.name)}
+
+
 def check(config: DictConfig) -> None:
-    """Values no schema catches: tasks, the models, the grid's points, numbers that must be positive."""
+    """Values no schema catches: tasks, the models, the grid's points and findings, numbers that must be positive."""
     try:
         missing = sorted(OmegaConf.missing_keys(config))
     except OmegaConfBaseException as error:
         raise ConfigError(str(error)) from None
     if missing:
         raise ConfigError(f"these keys need a value: {', '.join(missing)}")
+    for name in ("num_workers", "cpus_per_worker", "finetune_groups"):
+        if not isinstance(config.resources[name], int) or config.resources[name] < 1:
+            raise ConfigError(f"resources.{name} must be a whole number >= 1, not {config.resources[name]!r}")
+    checked = set()
+    for experiment in experiments(config):
+        checked |= _check_experiment(experiment, checked)
+
+
+def _check_experiment(config: DictConfig, checked_models: set[str]) -> set[str]:
+    """Checks one grid; returns the models it checked (each distinct network is built once: even on the meta
+    device, building one costs)."""
+    where = f"grid {config.grid.name}: "
     tasks = grid_tasks(config)
     grid_seeds(config)
     unknown_tasks = [t for t in tasks if t not in TASKS]
     if unknown_tasks:
         close = sorted({c for t in unknown_tasks for c in difflib.get_close_matches(t, TASKS.names(), n=2, cutoff=0.5)})
         raise ConfigError(
-            f"unknown task(s) {unknown_tasks}" + (f"; did you mean {', '.join(close)}?" if close else "")
+            f"{where}unknown task(s) {unknown_tasks}" + (f"; did you mean {', '.join(close)}?" if close else "")
             + f" Tasks: {', '.join(TASKS.names())}"
         )  # fmt: skip
-    for name in ("num_workers", "cpus_per_worker", "finetune_groups"):
-        if not isinstance(config.resources[name], int) or config.resources[name] < 1:
-            raise ConfigError(f"resources.{name} must be a whole number >= 1, not {config.resources[name]!r}")
-    models = {json.dumps(point["model"], sort_keys=True): point["model"] for point in grid_points(config)}
-    for model in models.values():  # each distinct network once: building one, even on the meta device, costs
-        try:
-            check_model(model["name"], model["args"])
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+    points = grid_points(config)
+    grid_findings(config, points)
+    grid_figure(config)
+    models = {json.dumps(point["model"], sort_keys=True): point["model"] for point in points}
+    for key, model in models.items():
+        if key not in checked_models:
+            try:
+                check_model(model["name"], model["args"])
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
         for task in tasks:
             needed = TASKS[task].requires_model
             if needed and model["name"] != needed:
-                raise ConfigError(f"task {task} transfers {needed} pretrainings only, not {model['name']}")
+                raise ConfigError(f"{where}task {task} transfers {needed} pretrainings only, not {model['name']}")
+    return set(models)
 
 
 def run_name(config: DictConfig) -> str:

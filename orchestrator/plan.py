@@ -1,9 +1,13 @@
 """A run configuration -> the pretrainings and transfers it implies, each with a content hash.
 
 A unit's hash covers every input that determines its result (data source, subset, network, recipe,
-task, seed), so reruns recognise finished work and two grids that share a pretraining share its hash.
+task, seed), so reruns recognise finished work and two grids that share a pretraining share its hash:
+a union grid runs it once. The plan also records each experiment (grid) of the run as the report reads
+it: its figure, findings, and which units measure each of its points (``record``, written to
+``<run>/plans/<grid>.json``).
 """
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -12,7 +16,9 @@ from omegaconf import DictConfig
 
 from formats.imagenet import class_list
 from models import full_args
-from orchestrator.config import grid_points, grid_seeds, grid_tasks
+from orchestrator.config import experiments, grid_figure, grid_findings, grid_points, grid_seeds, grid_tasks
+from orchestrator.store import filesystem_of, join
+from subsets.labels import adds_extra_classes
 from subsets.manifest import SubsetSpec
 from tasks import TASKS
 
@@ -41,48 +47,106 @@ class Finetuning:
 
 
 @dataclass(frozen=True)
+class Experiment:
+    """One grid of the run: its figure and findings (orchestrator.config.grid_figure, grid_findings), tasks,
+    seeds, and points, each {point, label_set, images_per_class, budget, classes, labels, pretrainings (the
+    unit ids of its replicates), finetunings ({task: unit ids})}."""
+
+    name: str
+    figure: dict
+    findings: list[dict]
+    tasks: list[str]
+    seeds: list[int]
+    points: list[dict]
+
+
+@dataclass(frozen=True)
 class Plan:
     pretrainings: list[Pretraining]
     finetunings: list[Finetuning]
+    experiments: list[Experiment]
 
     def finetunings_of(self, pretrain_id: str) -> list[Finetuning]:
         return [f for f in self.finetunings if f.pretrain_id == pretrain_id]
 
 
 def make_plan(config: DictConfig) -> Plan:
-    """The units of the grid; every point's label set is resolved on ImageNet-1k's classes (errors name it)."""
-    pretrainings, finetunings, seen = [], [], set()
+    """The units of the run's experiments, each unit once; every point's label set is resolved on ImageNet-1k's
+    classes (errors name it)."""
+    pretrainings, finetunings = {}, {}
+    planned = [_plan_experiment(experiment, pretrainings, finetunings) for experiment in experiments(config)]
+    return Plan(list(pretrainings.values()), list(finetunings.values()), planned)
+
+
+def _plan_experiment(config: DictConfig, pretrainings: dict, finetunings: dict) -> Experiment:
+    """Adds the grid's units to ``pretrainings`` and ``finetunings`` (unit id -> unit) and returns the grid."""
     imagenet1k, seeds = class_list("imagenet1k"), grid_seeds(config)
     tasks = [TASKS[name] for name in grid_tasks(config)]
-    for point in grid_points(config):
+    points, measured = grid_points(config), {}
+    for point in points:
         subset = SubsetSpec(
             label_set=point["label_set"], images_per_class=point["images_per_class"], budget=point["budget"],
             seed=point["subset_seed"], source=config.data.imagenet,
             extra_include_under=point["extra_include_under"], extra_exclude_under=point["extra_exclude_under"],
+            extra_source=config.data.imagenet_extra if adds_extra_classes(point["label_set"]) else None,
         )  # fmt: skip
-        subset.resolve_labels(imagenet1k)
+        labels = subset.resolve_labels(imagenet1k)
         model = point["model"]
         # The network is part of the recipe, under its name: the ids of AlexNet units planned before models had
         # a registry, when the recipe held an "alexnet" section, stay the same.
         identity = {"subset": subset.identity(), "recipe": {**point["pretrain"], model["name"]: full_args(**model)}}
         pretrain_id = content_hash(identity)
-        if pretrain_id in seen:
+        pretrainings.setdefault(pretrain_id, Pretraining(pretrain_id, subset, model, point["pretrain"]))
+        summary = measured.setdefault(point["point"], {
+            "point": point["point"], "label_set": point["label_set"], "images_per_class": point["images_per_class"],
+            "budget": point["budget"], "classes": len(labels.labels), "labels": labels.num_labels,
+            "pretrainings": [], "finetunings": {task.name: [] for task in tasks},
+        })  # fmt: skip
+        if pretrain_id in summary["pretrainings"]:
             continue  # two points that are the same pretraining
-        seen.add(pretrain_id)
-        pretrainings.append(Pretraining(pretrain_id, subset, model, point["pretrain"]))
+        summary["pretrainings"].append(pretrain_id)
         for task in tasks:
             source, recipe = config.data[task.dataset], point[task.protocol]
             for seed in seeds:
                 unit = {"pretrain": pretrain_id, "task": task.name, "seed": seed, "recipe": recipe, "data": source}
-                finetunings.append(
-                    Finetuning(content_hash(unit), pretrain_id, task.name, task.protocol, seed, recipe, source)
+                unit_id = content_hash(unit)
+                finetunings.setdefault(
+                    unit_id, Finetuning(unit_id, pretrain_id, task.name, task.protocol, seed, recipe, source)
                 )
-    return Plan(pretrainings, finetunings)
+                summary["finetunings"][task.name].append(unit_id)
+    return Experiment(config.grid.name, grid_figure(config), grid_findings(config, points), [t.name for t in tasks],
+                      seeds, list(measured.values()))  # fmt: skip
+
+
+def record(plan: Plan, config: DictConfig) -> dict:
+    """The plan as the report reads it (JSON): the run's grid and scale, each experiment, and each
+    pretraining's subset and model by unit id."""
+    return {
+        "grid": config.grid.name, "scale": config.scale,
+        "experiments": [dataclasses.asdict(experiment) for experiment in plan.experiments],
+        "pretrainings": {p.unit_id: {"subset": p.subset.identity(), "model": p.model} for p in plan.pretrainings},
+    }  # fmt: skip
+
+
+def save(plan: Plan, config: DictConfig, run_dir: str) -> None:
+    """Writes ``record`` to ``<run_dir>/plans/<grid>.json``: one file per grid run under the run's name, all of
+    which the report reads, so that runs of several grids under one name combine."""
+    filesystem, path = filesystem_of(join(run_dir, "plans"))
+    filesystem.create_dir(path, recursive=True)
+    with filesystem.open_output_stream(join(path, f"{config.grid.name}.json")) as out:
+        out.write(json.dumps(record(plan, config), indent=1).encode())
 
 
 def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
     """The plan in words, with what is already finished and a rough compute estimate."""
     lines = [f"grid {config.grid.name}: {len(plan.pretrainings)} pretrainings, {len(plan.finetunings)} fine-tunings"]
+    if len(plan.experiments) > 1:
+        listed = sum(len(point["pretrainings"]) for e in plan.experiments for point in e.points)
+        lines.append(
+            "experiments: " + ", ".join(f"{e.name} ({sum(len(p['pretrainings']) for p in e.points)} pretrainings)"
+                                        for e in plan.experiments)
+            + f"; {listed - len(plan.pretrainings)} of their pretrainings are shared and run once"
+        )  # fmt: skip
     for p in plan.pretrainings:
         limit = f"{p.subset.images_per_class}/class" if p.subset.images_per_class else f"budget {p.subset.budget}"
         limit = limit if p.subset.images_per_class or p.subset.budget else "every image"
@@ -92,6 +156,11 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
             f"  pretrain {p.unit_id}  {p.model['name']:10s} {p.subset.label_set:14s} {limit:14s} "
             f"{p.recipe['epochs']} epochs  [{state}]  fine-tunings: {len(plan.finetunings_of(p.unit_id))} ({todo} to run)"
         )
+    for experiment in plan.experiments:
+        for finding in experiment.findings:
+            if None in (finding["compare"], finding["against"]):
+                lines.append(f"  not judged here ({experiment.name}: the points it compares are not single points "
+                             f"of this grid): {finding['claim']}")  # fmt: skip
     passes, unknown = 0, 0
     for p in plan.pretrainings:
         if p.unit_id in finished:

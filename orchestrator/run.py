@@ -8,8 +8,9 @@
 
 Each grid point is one Tune trial: its pretraining, then its fine-tunings, each a Ray Train
 TorchTrainer. Results go to <storage>/<run>/results as Parquet, one file per finished unit; the
-same command with the same run name resumes, skipping finished units. The last line printed is
-the results folder.
+same command with the same run name resumes, skipping finished units. The report (figures, tables,
+the paper's findings checked) goes to <storage>/<run>/report/ (report=false: none), and the last
+line printed says where.
 """
 
 import dataclasses
@@ -26,8 +27,8 @@ from omegaconf import OmegaConf
 import synthetic
 from formats import GENERATE_HINT, DataFormatError
 from models import list_models, project_models
-from orchestrator.config import POINT_KEYS, ConfigError, available, grid_tasks, load, run_name
-from orchestrator.plan import describe, make_plan
+from orchestrator.config import POINT_KEYS, ConfigError, available, load, run_name
+from orchestrator.plan import describe, make_plan, save
 from orchestrator.store import Store, filesystem_of, join
 from subsets.labels import LABEL_SET_METHODS
 from tasks import TASKS
@@ -71,11 +72,13 @@ def git_revision() -> str | None:
         return None
 
 
-def check_data(config) -> None:
+def check_data(config, plan) -> None:
     """Every data source exists, in the layout its tasks read, before anything starts; embedded ones are
     generated here, once."""
     needed = {"imagenet": []}
-    for task in grid_tasks(config):
+    if any(p.subset.extra_source for p in plan.pretrainings):
+        needed["imagenet_extra"] = []
+    for task in sorted({f.task for f in plan.finetunings}):
         needed.setdefault(TASKS[task].dataset, []).append(task)
     for dataset, tasks in sorted(needed.items()):
         source = config.data[dataset]
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(plan, config, set(finished)))
         if config.dry_run:
             return 0
-        check_data(config)
+        check_data(config, plan)
     except (ConfigError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     filesystem, path = filesystem_of(run_dir)
     with filesystem.open_output_stream(join(path, "config.yaml")) as out:
         out.write(OmegaConf.to_yaml(config, resolve=True).encode())
+    save(plan, config, run_dir)
     settings = {
         "run": name, "grid": config.grid.name, "run_dir": run_dir, "results": store.uri,
         "train_storage": join(run_dir, "train"), "config": OmegaConf.to_container(config, resolve=True),
@@ -134,7 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     if points:
         _sweep(config, points, settings, run_dir)
-    return _summarise(store, plan)
+    status = _summarise(store, plan)
+    if config.report:
+        from orchestrator.report import ReportError, write_report  # matplotlib: only once there is something to draw
+
+        try:
+            print(f"report: {write_report(storage_root(config), [name])}")
+        except ReportError as error:  # e.g. no unit finished: the run's own status says what failed
+            print(f"no report: {error}")
+    print(store.uri)
+    return status
 
 
 def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> None:
@@ -192,7 +205,6 @@ def _summarise(store: Store, plan) -> int:
                   f"{row['train_images']:7d} images  val top-1 {row['value']:.3f}")  # fmt: skip
     for row in failed:
         print(f"  FAILED {row['kind']} {row['unit_id']}: {row['error'].strip().splitlines()[-1]}")
-    print(store.uri)
     return 1 if failed or missing else 0
 
 

@@ -109,7 +109,9 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
                 "budget_shortfall": facts["shortfall"], "subset_hash": facts["hash"]}  # fmt: skip
         manifest = _publish_manifest(subset.directory / "manifest.parquet", settings, facts["hash"])
         loop_config = {**job["recipe"], "manifest": manifest, "data_source": subset_spec.source,
+                       "extra_source": subset_spec.extra_source,
                        "num_labels": facts["labels"], "model": job["model"], "use_gpu": settings["resources"]["use_gpu"],
+                       "seed": subset_spec.seed,  # a pretraining's replicates differ in their images and initialisation
                        "loader_workers": settings["resources"]["loader_workers"]}  # fmt: skip
         checkpoint, state = _fit(
             pretrain.train_fn_per_worker, loop_config, f"pretrain-{job['unit_id']}", settings, pretrain.STATE_FILE

@@ -4,10 +4,13 @@
     python -m subsets export <label set> --out FILE.csv [--classes imagenet1k] [--seed 0]
     python -m subsets export extra_500 --out FILE.csv --extra-exclude-under animal.n.01
     python -m subsets build <label set> [--images-per-class N | --budget N] [--seed 0] [--data PATH]
+    python -m subsets build extra_100 --extra-data PATH [same options as build]
     python -m subsets describe <label set> [same options as build]
 
 --classes: imagenet1k, imagenet21k, or a data root whose train/ has one folder per wnid.
 --data: an ImageNet root (ILSVRC-2012 layout), or embedded:<scale> (default embedded:default).
+--extra-data: for extra_<N>, the added classes' images: a folder of <wnid>/*.JPEG class folders outside
+ImageNet-1k, or embedded:<scale>; export draws them from ImageNet-21k's list instead.
 """
 
 import argparse
@@ -53,7 +56,8 @@ def describe(subset: Subset) -> None:
     facts, label_table = subset.facts, subset.labels()
     print(f"subset {facts['hash']}  ({subset.directory})")
     print(f"label set {facts['spec']['label_set']}: {facts['labels']} labels over {facts['classes']} classes")
-    print(f"images: {facts['train_images']} train, {facts['val_images']} val; data {facts['root']}")
+    print(f"images: {facts['train_images']} train, {facts['val_images']} val; data {facts['root']}"
+          + (f", extra data {facts['extra_root']}" if "extra_root" in facts else ""))
     if "budget" in facts:
         print(f"budget {facts['budget']}, shortfall {facts['shortfall']}")
     counts = label_table["train_images"].to_numpy()
@@ -86,6 +90,7 @@ def main(argv=None) -> None:
         limit.add_argument("--budget", type=int)
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--data", default="embedded:default")
+        command.add_argument("--extra-data", help="extra_<N>: the added classes' images (folder or embedded:<scale>)")
     for command in (exporting, *building):
         for which in ("include", "exclude"):
             command.add_argument(f"--extra-{which}-under", nargs="+", default=[], metavar="SYNSET",
@@ -99,7 +104,7 @@ def main(argv=None) -> None:
                    tuple(args.extra_include_under), tuple(args.extra_exclude_under))
         else:
             spec = SubsetSpec(args.label_set, args.images_per_class, args.budget, args.seed, args.data,
-                              tuple(args.extra_include_under), tuple(args.extra_exclude_under))
+                              tuple(args.extra_include_under), tuple(args.extra_exclude_under), args.extra_data)
             subset = build(spec)
             describe(subset) if args.command == "describe" else print(subset.directory / "manifest.parquet")
     except (label_sets.UnknownLabelSetError, UnknownClassError, SamplingError, DataFormatError, ValueError) as error:

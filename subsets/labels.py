@@ -18,8 +18,8 @@ grids use:
   split_random_a / _b     two disjoint halves drawn at random (seeded)
   split_min_a / _b        two halves that share the least WordNet ancestry: the classes in
                           depth-first order of the first-parent tree, cut in the middle
-  extra_<N>               every class plus N classes from ImageNet-21k outside them (seeded;
-                          see ``extra_classes``)
+  extra_<N>               every class plus N classes from outside them (seeded; see ``extra_classes``),
+                          drawn from the extra data's classes, or from ImageNet-21k's list
 
 Each method is registered under its name pattern (``LABEL_SET_METHODS``) by the function that
 builds it; "first parent" and "depth" follow the rule in formats/wordnet.py, which reproduces the
@@ -45,6 +45,7 @@ from formats.wordnet import (
     first_parent_chain,
     is_under,
     label_name,
+    outside_classes,
     synset_named,
     synset_of,
     wnid_of,
@@ -194,32 +195,26 @@ def extra_classes(
     wnids: list[str],
     count: int,
     seed: int,
-    pool: str = "imagenet21k",
+    pool: list[str],
     include_under: tuple[str, ...] = (),
     exclude_under: tuple[str, ...] = (),
 ) -> LabelSet:
-    """Every class of ``wnids`` plus ``count`` classes drawn (seeded) from ``pool``.
+    """Every class of ``wnids`` plus ``count`` classes drawn (seeded) from the wnids ``pool``.
 
-    Candidates are pool classes that are neither one of ``wnids``, nor above or below one of
-    them in WordNet (those would repeat the same objects). ``include_under`` keeps only
-    candidates under one of these synsets (names like ``dog.n.01``); ``exclude_under`` drops the
-    candidates under any of them."""
-    base = {synset_of(w) for w in wnids}
-    above_base = set().union(*(ancestors(s) for s in base))
+    Candidates are the pool's classes outside ``wnids`` (``formats.wordnet.outside_classes``).
+    ``include_under`` keeps only candidates under one of these synsets (names like ``dog.n.01``);
+    ``exclude_under`` drops the candidates under any of them."""
     include = [synset_named(name) for name in include_under]
     exclude = [synset_named(name) for name in exclude_under]
-    candidates = []
-    for wnid in class_list(pool):
-        synset = synset_of(wnid)
-        if synset in base or synset in above_base or ancestors(synset) & base:
-            continue
-        if include and not any(is_under(synset, s) for s in include):
-            continue
-        if any(is_under(synset, s) for s in exclude):
-            continue
-        candidates.append(wnid)
+    candidates = [
+        wnid for wnid in outside_classes(pool, wnids)
+        if (not include or any(is_under(synset_of(wnid), s) for s in include))
+        and not any(is_under(synset_of(wnid), s) for s in exclude)
+    ]  # fmt: skip
     if not 1 <= count <= len(candidates):
-        raise ValueError(f"extra_{count}: {len(candidates)} candidate classes in {pool} fit the filters")
+        raise ValueError(
+            f"extra_{count}: {len(candidates)} candidate classes of the {len(pool)} in the extra pool fit the filters"
+        )
     chosen = sorted(np.random.default_rng(seed).choice(candidates, count, replace=False).tolist())
     return LabelSet(f"extra_{count}", {w: w for w in [*wnids, *chosen]})
 
@@ -237,6 +232,7 @@ class Request:
     seed: int = 0
     include_under: tuple[str, ...] = ()
     exclude_under: tuple[str, ...] = ()
+    extra_pool: tuple[str, ...] | None = None  # extra_<N>'s candidates (None: ImageNet-21k's list)
 
 
 @dataclass(frozen=True)
@@ -244,7 +240,7 @@ class Method:
     pattern: str  # the names it builds: "fine", "down_up_<N>", ...
     build: Callable[[Request], LabelSet]
     example: str  # a name it builds on ImageNet-1k (the registry-driven tests build it)
-    takes_filters: bool = False  # include_under / exclude_under apply
+    adds_extra_classes: bool = False  # classes from outside the data's: an extra pool, include/exclude_under apply
     version: int = 0  # raised when the classes it builds change: part of the identity of what is built on it
 
     def matches(self, name: str) -> re.Match | None:
@@ -252,10 +248,10 @@ class Method:
 
 
 def register_method(
-    pattern: str, example: str | None = None, takes_filters: bool = False, version: int = 0
+    pattern: str, example: str | None = None, adds_extra_classes: bool = False, version: int = 0
 ) -> Callable:
     def add(build: Callable[[Request], LabelSet]) -> Callable:
-        LABEL_SET_METHODS.register(pattern)(Method(pattern, build, example or pattern, takes_filters, version))
+        LABEL_SET_METHODS.register(pattern)(Method(pattern, build, example or pattern, adds_extra_classes, version))
         return build
 
     return add
@@ -286,9 +282,10 @@ register_method("split_random_a")(lambda r: random_halves(list(r.wnids), r.seed)
 register_method("split_random_b")(lambda r: random_halves(list(r.wnids), r.seed)[1])
 register_method("split_min_a")(lambda r: min_shared_ancestry_halves(list(r.wnids))[0])
 register_method("split_min_b")(lambda r: min_shared_ancestry_halves(list(r.wnids))[1])
-register_method("extra_<N>", "extra_5", takes_filters=True)(
+register_method("extra_<N>", "extra_5", adds_extra_classes=True)(
     lambda r: extra_classes(
-        list(r.wnids), r.number, r.seed, include_under=r.include_under, exclude_under=r.exclude_under
+        list(r.wnids), r.number, r.seed, class_list("imagenet21k") if r.extra_pool is None else list(r.extra_pool),
+        r.include_under, r.exclude_under,
     )
 )
 
@@ -311,16 +308,31 @@ def check_name(name: str) -> None:
     method_of(name)
 
 
+def adds_extra_classes(name: str) -> bool:
+    """Whether the label set ``name`` adds classes from outside the data's (``extra_<N>``): their images are
+    extra data."""
+    return method_of(name)[0].adds_extra_classes
+
+
 def label_set(
-    name: str, wnids: list[str], seed: int = 0, include_under: tuple[str, ...] = (), exclude_under: tuple[str, ...] = ()
+    name: str,
+    wnids: list[str],
+    seed: int = 0,
+    include_under: tuple[str, ...] = (),
+    exclude_under: tuple[str, ...] = (),
+    extra_pool: list[str] | None = None,
 ) -> LabelSet:
     """The label set called ``name`` over the classes ``wnids`` (see the module docstring);
-    ``include_under`` and ``exclude_under`` filter the candidates of ``extra_<N>``."""
+    ``extra_pool`` holds the candidates of ``extra_<N>`` (default: ImageNet-21k's list), and ``include_under``
+    and ``exclude_under`` filter them."""
     method, number = method_of(name)
     if not wnids:
         raise ValueError("the class list is empty")
-    if (include_under or exclude_under) and not method.takes_filters:
-        raise ValueError(f"include/exclude-under filters apply to extra_<N> label sets only, not {name!r}")
+    if (include_under or exclude_under or extra_pool is not None) and not method.adds_extra_classes:
+        raise ValueError(
+            f"include/exclude-under filters and extra pools apply to extra_<N> label sets only, not {name!r}"
+        )
     for wnid in wnids:
         synset_of(wnid)  # names an unknown class before anything is built on it
-    return method.build(Request(name, number, tuple(wnids), seed, tuple(include_under), tuple(exclude_under)))
+    pool = None if extra_pool is None else tuple(extra_pool)
+    return method.build(Request(name, number, tuple(wnids), seed, tuple(include_under), tuple(exclude_under), pool))

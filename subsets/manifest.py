@@ -1,14 +1,19 @@
 """A subset spec -> a Parquet manifest of the images and labels a pretraining sees.
 
-A spec is small (label set, images per class or budget, seed, source) and has a stable content
-hash. Building it writes, under ``<data dir>/subsets/<hash>/``:
+A spec is small (label set, images per class or budget, seed, source, and for ``extra_<N>`` the extra
+data's source) and has a stable content hash. Building it writes, under ``<data dir>/subsets/<hash>/``:
 
-    manifest.parquet   split (train|val), path (relative to root), wnid, label, label_wnid, label_name
+    manifest.parquet   split (train|val), path (relative to its source's root), source, wnid, label,
+                       label_wnid, label_name
     labels.parquet     label, label_wnid, label_name, classes (the wnids merged into it), train_images
-    subset.json        the spec, the data root, the hash, counts and the budget's shortfall
+    subset.json        the spec, the data roots, the hash, counts and the budget's shortfall
 
-The validation rows are every validation image of the kept classes, relabelled to the set.
-Builds are cached by hash, and concurrent builders of one subset wait for a single build.
+A row's source is the dataset its path lies in: ``imagenet``, or ``imagenet_extra`` for the training images
+of ``extra_<N>``'s added classes, listed from the extra data (``formats.imagenet.list_imagenet_extra``),
+whose classes are the candidates. Manifests written before the column existed hold ImageNet rows only
+(``read_manifest`` reads them so). The validation rows are every validation image of the kept ImageNet
+classes, relabelled to the set; added classes have training images only. Builds are cached by hash, and
+concurrent builders of one subset wait for a single build.
 """
 
 import dataclasses
@@ -24,12 +29,14 @@ import pyarrow.parquet as pq
 
 import synthetic
 from formats.cache import build_once, data_dir
-from formats.imagenet import list_imagenet
+from formats.imagenet import list_imagenet, list_imagenet_extra
 from formats.wordnet import label_name, synset_of
-from subsets.labels import LabelSet, check_name, label_set, method_of
+from subsets.labels import LabelSet, adds_extra_classes, check_name, label_set, method_of
 from subsets.sample import relabel, select
 
 MANIFEST_VERSION = 1  # bump when the manifest's content rules change: it is part of the hash
+IMAGENET, IMAGENET_EXTRA = SOURCES = ("imagenet", "imagenet_extra")  # a row's source: the dataset its path is in
+MANIFEST_COLUMNS = ["split", "path", "source", "wnid", "label", "label_wnid", "label_name"]
 
 
 @dataclass(frozen=True)
@@ -41,25 +48,45 @@ class SubsetSpec:
     source: str = "embedded:default"  # embedded:<scale>, or the path of an ImageNet root
     extra_include_under: tuple[str, ...] = ()  # for extra_<N>: see subsets.labels.extra_classes
     extra_exclude_under: tuple[str, ...] = ()
+    extra_source: str | None = None  # for extra_<N>: embedded:<scale>, or a folder of class folders outside ImageNet
 
     def __post_init__(self):
         check_name(self.label_set)  # before any data is listed or generated
+        if self.extra_source is not None and not adds_extra_classes(self.label_set):
+            raise ValueError(f"extra data serves extra_<N> label sets only, not {self.label_set!r}")
 
     def root(self) -> Path:
-        return synthetic.resolve("imagenet", self.source)
+        return synthetic.resolve(IMAGENET, self.source)
+
+    def extra_root(self) -> Path:
+        if self.extra_source is None:
+            raise ValueError(
+                f"{self.label_set} adds classes from outside ImageNet-1k and needs their images: give an extra "
+                "source (embedded:<scale>, or a folder of <wnid>/*.JPEG class folders; --extra-data on the CLI)"
+            )
+        return synthetic.resolve(IMAGENET_EXTRA, self.extra_source)
 
     def identity(self) -> dict:
-        """What determines the subset's classes and images, short of the data: the spec, and the label-set
-        method's version where it is not 0 (so that subsets specified before methods had versions keep theirs)."""
+        """What determines the subset's classes and images, short of the data: the spec (the extra source only
+        where there is one), and the label-set method's version where it is not 0 (so that subsets specified
+        before extra data or methods' versions existed keep their identity)."""
+        spec = {key: value for key, value in dataclasses.asdict(self).items()
+                if key != "extra_source" or value is not None}  # fmt: skip
         version = method_of(self.label_set)[0].version
-        return {**dataclasses.asdict(self), **({"method_version": version} if version else {})}
+        return {**spec, **({"method_version": version} if version else {})}
 
     def content_hash(self) -> str:
         fields = {**self.identity(), "root": str(self.root()), "version": MANIFEST_VERSION}
+        if self.extra_source is not None:
+            fields["extra_root"] = str(self.extra_root())
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
-    def resolve_labels(self, wnids: list[str]) -> LabelSet:
-        return label_set(self.label_set, wnids, self.seed, self.extra_include_under, self.extra_exclude_under)
+    def resolve_labels(self, wnids: list[str], extra_pool: list[str] | None = None) -> LabelSet:
+        """The label set over the classes ``wnids``; ``extra_pool``: the classes extra_<N> draws from (default:
+        ImageNet-21k's list)."""
+        return label_set(
+            self.label_set, wnids, self.seed, self.extra_include_under, self.extra_exclude_under, extra_pool
+        )
 
 
 @dataclass(frozen=True)
@@ -76,24 +103,45 @@ class Subset:
         return Path(self.facts["root"])
 
     def manifest(self, split: str | None = None) -> pd.DataFrame:
-        frame = pq.read_table(self.directory / "manifest.parquet").to_pandas()
+        frame = read_manifest(self.directory / "manifest.parquet")
         return frame if split is None else frame[frame["split"] == split].reset_index(drop=True)
 
     def labels(self) -> pd.DataFrame:
         return pq.read_table(self.directory / "labels.parquet").to_pandas()
 
 
-def make_manifest(spec: SubsetSpec, labels: LabelSet, train: pa.Table, val: pa.Table) -> tuple[pa.Table, pa.Table, dict]:
-    """The manifest and label tables of a subset from listings of its data (``path``, ``wnid``)."""
-    chosen, facts = select(train, labels, spec.seed, spec.images_per_class, spec.budget)
-    validation = relabel(val, labels)
+def read_manifest(location: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A manifest's rows (a path or a pyarrow filesystem URI), only ``columns`` if given. A manifest written
+    before the source column existed holds ImageNet rows only, and reads so."""
+    columns = columns or MANIFEST_COLUMNS
+    present = pq.read_schema(location).names
+    frame = pq.read_table(location, columns=[c for c in columns if c in present]).to_pandas()
+    if "source" in columns and "source" not in present:
+        frame["source"] = IMAGENET
+    return frame[columns]
+
+
+def _with_source(listing: pa.Table, source: str) -> pa.Table:
+    codes = pa.array(np.full(len(listing), SOURCES.index(source), np.int8))
+    return listing.append_column("source", pa.DictionaryArray.from_arrays(codes, list(SOURCES)))
+
+
+def make_manifest(
+    spec: SubsetSpec, labels: LabelSet, train: pa.Table, val: pa.Table, extra_train: pa.Table | None = None
+) -> tuple[pa.Table, pa.Table, dict]:
+    """The manifest and label tables of a subset from listings of its data (``path``, ``wnid``): ImageNet's
+    training and validation images, and for extra_<N> the extra data's images."""
+    listings = [_with_source(train, IMAGENET)]
+    if extra_train is not None:
+        listings.append(_with_source(extra_train, IMAGENET_EXTRA))
+    chosen, facts = select(pa.concat_tables(listings), labels, spec.seed, spec.images_per_class, spec.budget)
+    validation = relabel(_with_source(val, IMAGENET), labels)
     names = [label_name(synset_of(wnid)) for wnid in labels.label_wnids]
     frames = [
         frame.assign(split=split, label_name=np.array(names, dtype=object)[frame["label"].to_numpy()])
         for split, frame in (("train", chosen), ("val", validation))
     ]
-    columns = ["split", "path", "wnid", "label", "label_wnid", "label_name"]
-    manifest = pa.Table.from_pandas(pd.concat(frames, ignore_index=True)[columns], preserve_index=False)
+    manifest = pa.Table.from_pandas(pd.concat(frames, ignore_index=True)[MANIFEST_COLUMNS], preserve_index=False)
     train_images = chosen["label"].value_counts()
     members = labels.members()
     label_table = pa.table({
@@ -113,18 +161,22 @@ def make_manifest(spec: SubsetSpec, labels: LabelSet, train: pa.Table, val: pa.T
 
 
 def build(spec: SubsetSpec) -> Subset:
-    """The subset of ``spec``, built on first use."""
+    """The subset of ``spec``, built on first use; extra_<N> draws its added classes from the extra data's."""
     root = spec.root()
+    extra_root = spec.extra_root() if adds_extra_classes(spec.label_set) else None
     target = data_dir() / "subsets" / spec.content_hash()
 
     def write(out: Path) -> dict:
         train, val = list_imagenet(root, "train"), list_imagenet(root, "val")
-        labels = spec.resolve_labels(sorted(set(train["wnid"].to_pylist())))
-        manifest, label_table, facts = make_manifest(spec, labels, train, val)
+        extra = None if extra_root is None else list_imagenet_extra(extra_root)
+        extra_pool = None if extra is None else sorted(set(extra["wnid"].to_pylist()))
+        labels = spec.resolve_labels(sorted(set(train["wnid"].to_pylist())), extra_pool)
+        manifest, label_table, facts = make_manifest(spec, labels, train, val, extra)
         out.mkdir(parents=True)
         pq.write_table(manifest, out / "manifest.parquet")
         pq.write_table(label_table, out / "labels.parquet")
-        facts = {"spec": dataclasses.asdict(spec), "root": str(root), "hash": target.name, **facts}
+        roots = {"root": str(root), **({"extra_root": str(extra_root)} if extra_root else {})}
+        facts = {"spec": dataclasses.asdict(spec), **roots, "hash": target.name, **facts}
         (out / "subset.json").write_text(json.dumps(facts, indent=1))
         return {"hash": target.name}
 

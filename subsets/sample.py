@@ -25,8 +25,8 @@ def rank_keys(paths: list[str] | np.ndarray, seed: int) -> np.ndarray:
 
 
 def relabel(listing: pa.Table, label_set: LabelSet) -> pd.DataFrame:
-    """The listed images (``path``, ``wnid``) of the label set's classes with ``label`` (index)
-    and ``label_wnid``; wnids are categorical, so that 1.28M rows relabel in a blink."""
+    """The listed images (``path``, ``wnid`` and any other column) of the label set's classes with ``label``
+    (index) and ``label_wnid``; wnids are categorical, so that 1.28M rows relabel in a blink."""
     encoded = pc.dictionary_encode(listing["wnid"]).combine_chunks()
     classes = encoded.dictionary.to_pylist()
     index, labels = label_set.label_index, label_set.labels
@@ -34,12 +34,11 @@ def relabel(listing: pa.Table, label_set: LabelSet) -> pd.DataFrame:
     codes = encoded.indices.to_numpy()
     label = label_of_class[codes]
     keep = label >= 0
-    return pd.DataFrame({
-        "path": listing["path"].filter(pa.array(keep)).to_pandas(),
-        "wnid": pd.Categorical.from_codes(codes[keep], classes),
-        "label": label[keep],
-        "label_wnid": pd.Categorical.from_codes(label[keep], label_set.label_wnids),
-    })  # fmt: skip
+    return listing.drop_columns("wnid").filter(pa.array(keep)).to_pandas().assign(
+        wnid=pd.Categorical.from_codes(codes[keep], classes),
+        label=label[keep],
+        label_wnid=pd.Categorical.from_codes(label[keep], label_set.label_wnids),
+    )
 
 
 def select(

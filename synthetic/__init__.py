@@ -1,5 +1,6 @@
-"""Synthetic datasets in the real on-disk formats of ImageNet, PASCAL VOC 2007 detection, VOC 2012
-action and SUN397 (and of any task that registers a generator), generated offline.
+"""Synthetic datasets in the real on-disk formats of ImageNet, of extra ImageNet-21k classes outside it
+(``imagenet_extra``), PASCAL VOC 2007 detection, VOC 2012 action and SUN397 (and of any task that registers a
+generator), generated offline.
 
 Each dataset is named by its generator (``GENERATORS``, filled by ``@GENERATORS.register(name)`` above
 an ``ensure(scale, seed, workers) -> Path`` function) and built once under the data directory

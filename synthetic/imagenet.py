@@ -73,14 +73,18 @@ def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> 
     }
 
 
-def _write_class(task) -> list[tuple[str, str]]:
-    out, scale, seed, index, wnid, look, val_numbers = task
-    rng = np.random.default_rng([seed, 0, index])
-    class_dir = out / "train" / wnid
+def write_train_images(class_dir: Path, wnid: str, look: Look, scale: Scale, rng: np.random.Generator) -> None:
+    """A class's training images at this scale: ``<class_dir>/<wnid>_<n>.JPEG``."""
     class_dir.mkdir(parents=True)
     for n in range(scale.train_per_class):
         image, _ = object_image(look, scale.image_size, rng)
         Image.fromarray(image).save(class_dir / f"{wnid}_{n}.JPEG", quality=90)
+
+
+def _write_class(task) -> list[tuple[str, str]]:
+    out, scale, seed, index, wnid, look, val_numbers = task
+    rng = np.random.default_rng([seed, 0, index])
+    write_train_images(out / "train" / wnid, wnid, look, scale, rng)
     rows = []
     for number in val_numbers:
         image, box = object_image(look, scale.image_size, rng)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from formats.registry import Registry
+from subsets.manifest import SOURCES
 
 TASKS = Registry("task", package="tasks")
 
@@ -57,5 +58,6 @@ def register(task: Task) -> Task:
 
 
 def datasets() -> list[str]:
-    """Every dataset a pretraining or a registered task reads: the keys of the ``data`` section."""
-    return sorted({"imagenet", *(TASKS[name].dataset for name in TASKS.names())})
+    """Every dataset a pretraining (the sources of its manifest: imagenet, and imagenet_extra for extra_<N>
+    label sets) or a registered task reads: the keys of the ``data`` section."""
+    return sorted({*SOURCES, *(TASKS[name].dataset for name in TASKS.names())})

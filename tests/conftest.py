@@ -2,12 +2,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthetic import imagenet, sun397, voc
+from synthetic import imagenet, imagenet_extra, sun397, voc
 
 
 @pytest.fixture(scope="session")
 def tiny_imagenet():
     return imagenet.ensure("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_imagenet_extra():
+    return imagenet_extra.ensure("tiny")
 
 
 @pytest.fixture(scope="session")

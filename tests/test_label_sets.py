@@ -110,7 +110,9 @@ def test_class_splits_are_disjoint_halves(imagenet1k):
 
 
 def test_extra_classes_come_from_outside_the_base_classes(imagenet1k):
-    extra = labels.extra_classes(imagenet1k, 50, seed=0)
+    imagenet21k = class_list("imagenet21k")
+    extra = labels.extra_classes(imagenet1k, 50, seed=0, pool=imagenet21k)
+    assert extra.labels == labels.label_set("extra_50", imagenet1k).labels  # ImageNet-21k's list by default
     added = [w for w in extra.labels if w not in set(imagenet1k)]
     assert extra.num_labels == 1050 and len(added) == 50
     base = {synset_of(w) for w in imagenet1k}
@@ -118,9 +120,9 @@ def test_extra_classes_come_from_outside_the_base_classes(imagenet1k):
         synset = synset_of(wnid)
         assert not ancestors(synset) & base  # not a kind of a base class
         assert not any(synset in ancestors(b) for b in base)  # nor a parent of one
-    dogs = labels.extra_classes(imagenet1k, 10, seed=0, include_under=("dog.n.01",))
+    dogs = labels.extra_classes(imagenet1k, 10, seed=0, pool=imagenet21k, include_under=("dog.n.01",))
     assert all(synset_named("dog.n.01") in ancestors(synset_of(w)) for w in dogs.labels if w not in imagenet1k)
-    no_animals = labels.extra_classes(imagenet1k, 200, seed=0, exclude_under=("animal.n.01",))
+    no_animals = labels.extra_classes(imagenet1k, 200, seed=0, pool=imagenet21k, exclude_under=("animal.n.01",))
     animal = synset_named("animal.n.01")
     assert not any(animal in ancestors(synset_of(w)) for w in no_animals.labels if w not in imagenet1k)
 
@@ -145,9 +147,14 @@ def test_bad_label_set_names_and_empty_sets(imagenet1k):
     with pytest.raises(ValueError, match="between 1 and"):
         labels.label_set("random_0", imagenet1k)
     with pytest.raises(UnknownClassError, match="dgo.n.01"):
-        labels.extra_classes(imagenet1k, 5, 0, include_under=("dgo.n.01",))
+        labels.extra_classes(imagenet1k, 5, 0, class_list("imagenet21k"), include_under=("dgo.n.01",))
     with pytest.raises(ValueError, match="extra_<N> label sets only"):
         labels.label_set("fine", imagenet1k, include_under=("dog.n.01",))
+    with pytest.raises(ValueError, match="extra_<N> label sets only"):
+        labels.label_set("fine", imagenet1k, extra_pool=["n00446980"])
+    # Archery is outside the 1000; a tench is one of them, and a person is above some (a scuba diver).
+    with pytest.raises(ValueError, match="extra_2: 1 candidate classes of the 3 in the extra pool"):
+        labels.label_set("extra_2", imagenet1k, extra_pool=["n00446980", "n01440764", "n00007846"])
 
 
 def run_cli(*args):

@@ -10,7 +10,7 @@ from formats import DataFormatError
 from formats.imagenet import class_list
 from formats.registry import UnknownNameError
 from models import create_model, load_checkpoint, normalisation, project_models, save_checkpoint
-from orchestrator.config import available, grid_points, grid_seeds, grid_tasks, load
+from orchestrator.config import available, experiments, grid_findings, grid_points, grid_seeds, grid_tasks, load
 from orchestrator.plan import describe, make_plan
 from subsets import labels
 from tasks import TASKS, datasets
@@ -24,7 +24,8 @@ def named_models() -> list[str]:
     names = set(project_models()) | set(TIMM_EXAMPLES)
     for grid in available("grid"):
         for scale in available("scale"):
-            names |= {point["model"]["name"] for point in grid_points(load([f"grid={grid}", f"scale={scale}"]))}
+            for experiment in experiments(load([f"grid={grid}", f"scale={scale}"])):
+                names |= {point["model"]["name"] for point in grid_points(experiment)}
     return sorted(names)
 
 
@@ -34,8 +35,13 @@ def test_every_grid_plans_at_every_scale(grid, scale):
     config = load([f"grid={grid}", f"scale={scale}"])
     plan = make_plan(config)
     assert plan.pretrainings, "a grid has at least one pretraining"
-    per_pretraining = len(grid_tasks(config)) * len(grid_seeds(config))
-    assert len(plan.finetunings) == len(plan.pretrainings) * per_pretraining
+    for experiment in experiments(config):  # a union's experiments share units: each is counted in its own plan
+        alone = make_plan(experiment)
+        per_pretraining = len(grid_tasks(experiment)) * len(grid_seeds(experiment))
+        assert len(alone.finetunings) == len(alone.pretrainings) * per_pretraining
+        # Every finding of the grid file picks its two points at every scale.
+        for finding in grid_findings(experiment):
+            assert None not in (finding["compare"], finding["against"]), finding["claim"]
     assert len({p.unit_id for p in plan.pretrainings}) == len(plan.pretrainings)
     assert len({f.unit_id for f in plan.finetunings}) == len(plan.finetunings)
     text = describe(plan, config, finished=set())

@@ -17,8 +17,8 @@ from orchestrator.plan import make_plan
 from orchestrator.run import main
 from orchestrator.store import SCHEMA
 
-TINY = ["data.imagenet=embedded:tiny", "data.voc=embedded:tiny", "data.sun397=embedded:tiny",
-        "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300", "detect.iterations=4",
+TINY = ["data.imagenet=embedded:tiny", "data.imagenet_extra=embedded:tiny", "data.voc=embedded:tiny",
+        "data.sun397=embedded:tiny", "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300", "detect.iterations=4",
         "detect.checkpoint_interval=2", "detect.image_scale=96", "detect.batch_size=2"]  # fmt: skip
 
 
@@ -54,7 +54,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
         (["grid.points=[{label_set:fine,pretrain:{epoch:2}}]"], "pretrain: unknown key 'epoch'; did you mean epochs"),
         (["grid.points=[{label_set:fine,finetune:{epochs:0}}]"], "finetune.epochs must be a whole number >= 1"),
         (["model=resnet5O"], "unknown model 'resnet5O'; did you mean resnet50"),
-        (["grid=class_splits", "grid.seeds=[0]"], "set one entry (grid.seeds.{scale}=[0]) or replace it whole with"),
+        (["model_args.alexnet=small"], "(model_args.alexnet) are a mapping such as {width: 0.5}, not 'small'"),
         (["model=resnet18", "grid.tasks=[pascal_det]"], "pascal_det transfers alexnet pretrainings only"),
         (["model_args.alexnet.variant=tiny"], "AlexNet variant must be one of ('imagenet', 'small'), not 'tiny'"),
     ],
@@ -143,6 +143,13 @@ def test_tiny_grid_end_to_end_then_resume(tmp_path):
         assert json.loads(row["hardware"])["num_workers"] == 1 and row["wall_time_s"] > 0
     assert set(duckdb.sql(f"select * from '{results}/*.parquet'").columns) == set(SCHEMA.names)
     assert (storage / "tiny" / "config.yaml").is_file()
+    # The run ends with its report: the pretraining that failed and the one that ran, in the grid's table.
+    report = storage / "tiny" / "report"
+    assert f"report: {report}" in first.stdout and {p.name for p in report.iterdir()} == {
+        "classes_vs_examples.png", "index.html", "report.md"}
+    markdown = (report / "report.md").read_text()
+    assert "6 units planned: 3 finished, 1 failed, 2 not run" in markdown
+    assert f"| random_250 (250 labels, budget 300) | {100 * pretrain['value']:.1f} (n=1) |" in markdown
 
     ok_files = {f"{r['kind']}-{r['unit_id']}.parquet" for r in found if r["status"] == "ok"}
     stamps = {name: (results / name).stat().st_mtime_ns for name in ok_files}

@@ -2,7 +2,8 @@
 Ray Train worker runs.
 
 The subset is a Parquet manifest (subsets.manifest): training rows give images and labels,
-validation rows the subset's own relabelled validation set. The recipe is the paper era's: SGD
+validation rows the subset's own relabelled validation set; each row's path lies in its source's folder
+(ImageNet's, or the extra data's for the added classes of extra_<N>). The recipe is the paper era's: SGD
 with momentum and weight decay, the learning rate divided by 10 every ``lr_step_epochs``. A
 checkpoint after every epoch lets Ray Train resume a restarted worker group where it stopped.
 """
@@ -10,7 +11,6 @@ checkpoint after every epoch lets Ray Train resume a restarted worker group wher
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import ray.train.torch
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from torch import nn
 import synthetic
 from formats.images import ImageDataset
 from models import create_model, normalisation, save_checkpoint
+from subsets.manifest import IMAGENET, IMAGENET_EXTRA, read_manifest
 from tasks.metrics import top1
 from trainers import engine
 
@@ -29,6 +30,7 @@ class PretrainConfig:
     manifest: str  # the subset's manifest.parquet (a path or a pyarrow filesystem URI)
     data_source: str  # embedded:<scale> or the ImageNet root the manifest's paths are relative to
     num_labels: int
+    extra_source: str | None = None  # extra_<N>: embedded:<scale> or the folder of the extra rows' paths
     model: dict = field(default_factory=lambda: {"name": "alexnet", "args": {}})  # models.create_model's name, args
     image_size: int = 224
     epochs: int = 90
@@ -46,13 +48,17 @@ def train_fn_per_worker(config: dict) -> None:
     cfg = PretrainConfig(**config)
     torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
-    manifest = pq.read_table(cfg.manifest, columns=["split", "path", "label"]).to_pandas()
-    root = synthetic.resolve("imagenet", cfg.data_source)
+    manifest = read_manifest(cfg.manifest, ["split", "path", "source", "label"])
+    sources = {IMAGENET: cfg.data_source, IMAGENET_EXTRA: cfg.extra_source}
+    roots = {source: synthetic.resolve(source, sources[source]) for source in manifest["source"].unique()}
     network = create_model(cfg.model["name"], cfg.num_labels, cfg.model["args"])
     mean, std = normalisation(network)
     datasets = {
-        split: ImageDataset(root, rows["path"].tolist(), rows["label"].tolist(),
-                            engine.image_transform(cfg.image_size, split == "train", mean, std))
+        split: torch.utils.data.ConcatDataset([
+            ImageDataset(roots[source], part["path"].tolist(), part["label"].tolist(),
+                         engine.image_transform(cfg.image_size, split == "train", mean, std))
+            for source, part in rows.groupby("source", observed=True)
+        ])
         for split, rows in manifest.groupby("split")
     }  # fmt: skip
     train = engine.loader(datasets["train"], cfg.batch_size, True, cfg.seed, cfg.loader_workers)
