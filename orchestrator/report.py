@@ -65,8 +65,8 @@ class Series:
     def title(self) -> str:
         if self.task == PRETRAIN:
             return "pretraining: ImageNet val top-1"
-        metric = self.key or TASKS[self.task].metric
-        return f"{self.task}: {metric.replace('nn_', 'nearest-neighbour ').replace('map', 'mAP')}"
+        metric = (self.key or TASKS[self.task].metric).replace("nn_", "nearest-neighbour ")
+        return f"{self.task}: {metric.replace('top1', 'top-1').replace('map', 'mAP')}"
 
 
 # Reading -------------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def threshold(finding: dict) -> str:
 # Figures -------------------------------------------------------------------------------------------------
 
 
-def series_of(experiment: dict, rows: dict) -> list[Series]:
+def series_of(experiment: dict) -> list[Series]:
     """The pretraining's top-1, each task's primary metric, and a probe's nearest-neighbour accuracy."""
     found = [Series(PRETRAIN)]
     for task in experiment["tasks"]:
@@ -285,15 +285,15 @@ def _x_positions(experiment: dict, rows: dict) -> tuple[list[float], list[str], 
     return list(range(len(points))), [p["label_set"] for p in points], None
 
 
-def draw(experiment: dict, rows: dict, findings: list[dict]) -> bytes:
+def draw(experiment: dict, rows: dict) -> bytes:
     """The experiment's figure as PNG bytes: one panel per series, PANEL_PX each."""
-    series = series_of(experiment, rows)
+    series = series_of(experiment)
     columns = min(len(series), PANEL_COLUMNS)
     lines = math.ceil(len(series) / columns)
     figure, axes = plt.subplots(lines, columns, squeeze=False,
                                 figsize=(PANEL_PX[0] * columns / DPI, PANEL_PX[1] * lines / DPI), dpi=DPI)  # fmt: skip
     x, ticks, scale = _x_positions(experiment, rows)
-    points = experiment["points"]
+    points, findings = experiment["points"], experiment["findings"]
     for index, (one, axis) in enumerate(zip(series, axes.flat)):
         measured = [measure(point, one, rows) for point in points]
         have = [i for i, m in enumerate(measured) if m["n"]]
@@ -370,7 +370,7 @@ def point_name(point: dict) -> str:
 
 def tables(experiment: dict, rows: dict) -> tuple[list[str], list[list[str]]]:
     """The experiment's table: a row per point, a column per series."""
-    series = series_of(experiment, rows)
+    series = series_of(experiment)
     header = ["point", *(s.title for s in series)]
     body = [[point_name(point), *(cell(measure(point, s, rows)) for s in series)] for point in experiment["points"]]
     return header, body
@@ -425,7 +425,7 @@ def build(runs: list[str], experiments: list[dict], rows: dict) -> dict[str, byt
     for experiment in experiments:
         name = experiment["name"]
         judged = [judge(f, experiment, rows) for f in experiment["findings"]]
-        files[f"{name}.png"] = draw(experiment, rows, experiment["findings"])
+        files[f"{name}.png"] = draw(experiment, rows)
         header, table = tables(experiment, rows)
         counts = unit_counts(experiment, rows)
         markdown += [f"## {name}: {experiment['figure']['title']}", "", counts, "", f"![{name}]({name}.png)", "",

@@ -1,5 +1,6 @@
 """Every grid end to end on the tiny synthetic data, through the same code as a real run: its label sets, tasks
-and seeds, at tiny sizes (at most 2 images per class, one epoch, a few detector iterations). Slow: each grid
+and seeds, at tiny sizes (at most 2 images per class, one epoch, a few detector iterations), and its report; and
+a union of two grids, whose shared pretraining runs once and shows in both experiments' tables. Slow: each grid
 starts several Ray Train worker groups (`pytest -m slow`)."""
 
 import json
@@ -7,7 +8,7 @@ import json
 import pytest
 from test_sweep import TINY, rows, sweep
 
-from orchestrator.config import available, grid_points, grid_tasks, load
+from orchestrator.config import available, experiments, grid_points, grid_tasks, load
 from orchestrator.plan import make_plan
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,10 @@ def tiny_points(grid: str) -> str:
     return f"grid.points=[{','.join(points)}]"
 
 
-@pytest.mark.parametrize("grid", available("grid"))
+UNIONS = [grid for grid in available("grid") if len(experiments(load([f"grid={grid}"]))) > 1]
+
+
+@pytest.mark.parametrize("grid", [grid for grid in available("grid") if grid not in UNIONS])
 def test_every_grid_runs_on_the_tiny_synthetic_data(grid, tmp_path):
     config = load([f"grid={grid}"])
     tasks = grid_tasks(config)
@@ -39,3 +43,24 @@ def test_every_grid_runs_on_the_tiny_synthetic_data(grid, tmp_path):
     assert {r["label_set"] for r in pretrainings} == {p["label_set"] for p in grid_points(config)}
     assert {r["task"] for r in found if r["kind"] == "finetune"} == set(tasks)
     assert all(json.loads(r["config"])["grid"]["name"] == grid for r in found)
+    report = (tmp_path / "tiny" / "report" / "report.md").read_text()
+    assert f"## {grid}: " in report and f"{len(found)} finished, 0 failed, 0 not run" in report
+
+
+@pytest.mark.parametrize("union", UNIONS)
+def test_a_union_runs_its_shared_pretraining_once(union, tmp_path):
+    members = "[pascal_removed,class_splits]"  # both hold all 1000 classes, here at 2 images each
+    recipe = [override for override in TINY if not override.startswith("grid.")]
+    overrides = [*recipe, f"grid={union}", f"grid.grids={members}", "grid.images_per_class=2", "grid.tasks=[sun397]",
+                 "grid.seeds=[0]"]  # fmt: skip
+    plan = make_plan(load(overrides))
+    assert len(plan.pretrainings) == 2 + 5 - 1 and len(plan.finetunings) == len(plan.pretrainings)
+    result = sweep(*overrides, f"storage={tmp_path}", "run=union", timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    found = rows(tmp_path / "union" / "results")
+    assert sorted(r["unit_id"] for r in found) == sorted(u.unit_id for u in [*plan.pretrainings, *plan.finetunings])
+    fine = next(r for r in found if r["kind"] == "pretrain" and r["label_set"] == "fine")
+    report = (tmp_path / "union" / "report" / "report.md").read_text()
+    assert report.count(f"| fine (1000 labels, 2/class) | {100 * fine['value']:.1f} (n=1) |") == 2
+    assert "## pascal_removed: " in report and "## class_splits: " in report
+
