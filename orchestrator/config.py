@@ -55,6 +55,8 @@ FINDING_KEYS = {
     "task": "the task whose metric is compared, or pretrain (the pretraining's validation top-1)",
     "compare": "the point whose metric is compared: a mapping of point keys that picks one grid point",
     "against": "the point it is compared against (the same form)",
+    "trend": "instead of compare/against: the slope of the metric against log2 of images_per_class or labels, "
+    "per doubling, over every point and replicate",
     "above": "the claim holds when compare - against > this many points (percent)",
     "below": "the claim holds when compare - against < this many points",
     "within": "the claim holds when |compare - against| < this many points (percent)",
@@ -315,9 +317,10 @@ def _one_point(selector, points: list[dict], where: str) -> int | None:
 
 
 def grid_findings(config: DictConfig, points: list[dict] | None = None) -> list[dict]:
-    """The paper's findings the grid checks, at the run's scale: claim, task, compare and against (grid point
-    numbers; None where the run's points have no single such point), above, below or within (points, percent;
-    one is set) and paper (the paper's difference, or None)."""
+    """The paper's findings the grid checks, at the run's scale: claim, task, trend (None, or the key whose log2
+    the metric's slope is taken against), compare and against (grid point numbers; None for a trend, and where
+    the run's points have no single such point), above, below or within (points, percent; one is set) and paper
+    (the paper's difference, or None)."""
     points = points or grid_points(config)
     findings = []
     for number, finding in enumerate(OmegaConf.to_container(config.grid, resolve=True).get("findings") or [], 1):
@@ -326,9 +329,14 @@ def grid_findings(config: DictConfig, points: list[dict] | None = None) -> list[
             raise ConfigError(f"{where} is a mapping of {', '.join(FINDING_KEYS)}")
         _unknown_keys(finding, FINDING_KEYS, where)
         finding = at_scale(finding, config.scale, where)
-        missing = sorted({"claim", "task", "compare", "against"} - set(finding))
+        pair = {"compare", "against"}
+        missing = sorted({"claim", "task"} - set(finding)) + ([] if "trend" in finding else sorted(pair - set(finding)))
         if missing:
             raise ConfigError(f"{where} needs {', '.join(missing)}")
+        if "trend" in finding and pair & set(finding):
+            raise ConfigError(f"{where}: a trend finding compares no two points; give trend or compare/against")
+        if finding.get("trend", "images_per_class") not in ("images_per_class", "labels"):
+            raise ConfigError(f"{where}.trend is images_per_class or labels, not {finding['trend']!r}")
         if len({"above", "below", "within"} & set(finding)) != 1:
             raise ConfigError(f"{where}: give one of above (compare - against > X), below (compare - against < X) "
                               "or within (|compare - against| < X)")  # fmt: skip
@@ -338,9 +346,9 @@ def grid_findings(config: DictConfig, points: list[dict] | None = None) -> list[
                 f"{where}: unknown task {finding['task']!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
             )
         findings.append({
-            "claim": str(finding["claim"]), "task": finding["task"],
-            "compare": _one_point(finding["compare"], points, f"{where}.compare"),
-            "against": _one_point(finding["against"], points, f"{where}.against"),
+            "claim": str(finding["claim"]), "task": finding["task"], "trend": finding.get("trend"),
+            "compare": None if "trend" in finding else _one_point(finding["compare"], points, f"{where}.compare"),
+            "against": None if "trend" in finding else _one_point(finding["against"], points, f"{where}.against"),
             "above": finding.get("above"), "below": finding.get("below"), "within": finding.get("within"),
             "paper": finding.get("paper"),
         })  # fmt: skip

@@ -158,7 +158,7 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
         )
     for experiment in plan.experiments:
         for finding in experiment.findings:
-            if None in (finding["compare"], finding["against"]):
+            if not finding["trend"] and None in (finding["compare"], finding["against"]):
                 lines.append(f"  not judged here ({experiment.name}: the points it compares are not single points "
                              f"of this grid): {finding['claim']}")  # fmt: skip
     passes, unknown = 0, 0

@@ -14,9 +14,11 @@ writes ``<storage>/<run>/report/`` (several runs: ``<storage>/reports/<run>+<run
 
 Numbers are percent (top-1 accuracy, mAP). A cell is the mean ± std over a point's replicates (pretraining seeds
 x fine-tuning seeds), their number n, and a 95% confidence interval (Student's t); units that failed or have not
-run are shown as such, so a partial run gives a partial report. A finding compares two points: the difference
-of their means with its 95% interval (Welch) and a verdict: holds when the whole interval satisfies the claim,
-does not hold when none of it does, inconclusive otherwise or with fewer than 2 replicates on a side. The
+run are shown as such, so a partial run gives a partial report. A finding compares two points (the difference
+of their means with its 95% interval, Welch's t) or follows a trend (the least-squares slope per doubling of
+images per class or labels over every replicate, with its 95% interval), and gets a verdict: holds when the
+whole interval satisfies the claim, does not hold when none of it does, inconclusive otherwise or with too few
+replicates. The
 paper's own difference is shown where ../shared/PAPERS.md confirms it, and drawn on the figure from this run's
 value of the point it is measured against.
 """
@@ -212,23 +214,47 @@ def difference(a: dict, b: dict) -> dict:
     return {"estimate": estimate, "low": estimate - half, "high": estimate + half}
 
 
+def slope(x: list[float], measured: list[dict]) -> dict:
+    """The least-squares slope of the values against log2(x) over every replicate of every point (the change per
+    doubling), with its 95% interval (t with n - 2 degrees of freedom; None below 3 values or 2 sizes)."""
+    pairs = [(math.log2(position), value) for position, m in zip(x, measured) for value in m["values"]]
+    if not pairs:
+        return {"estimate": None, "low": None, "high": None, "n": (0,)}
+    if len(pairs) < 3 or len({p for p, _ in pairs}) < 2:
+        return {
+            "estimate": None if len({p for p, _ in pairs}) < 2 else 0.0,
+            "low": None,
+            "high": None,
+            "n": (len(pairs),),
+        }
+    fit = stats.linregress(*zip(*pairs))
+    half = stats.t.ppf(0.975, len(pairs) - 2) * fit.stderr
+    return {"estimate": fit.slope, "low": fit.slope - half, "high": fit.slope + half, "n": (len(pairs),)}
+
+
 def judge(finding: dict, experiment: dict, rows: dict) -> dict:
     """The finding with its two points' numbers, the difference, its interval and the verdict."""
     series = Series(finding["task"])
     points = {p["point"]: p for p in experiment["points"]}
     compare, against = points.get(finding["compare"]), points.get(finding["against"])
     judged = {**finding, "estimate": None, "low": None, "high": None}
-    if compare is None or against is None:
+    if not finding["trend"] and (compare is None or against is None):
         return judged | {"verdict": "not run", "why": "this run's grid points have no single point it compares"}
     if finding["task"] != PRETRAIN and finding["task"] not in experiment["tasks"]:
         return judged | {"verdict": "not run", "why": f"{finding['task']} is not among this run's tasks"}
-    a, b = measure(compare, series, rows), measure(against, series, rows)
-    judged |= difference(a, b) | {"n": (a["n"], b["n"])}
-    partial = "some units failed or have not run" if a["failed"] + a["missing"] + b["failed"] + b["missing"] else ""
+    if finding["trend"]:
+        measured = [measure(point, series, rows) for point in experiment["points"]]
+        judged |= slope(_axis(experiment, rows, finding["trend"])[0], measured)
+        needed = "3 values at 2 sizes or more"
+    else:
+        measured = [measure(compare, series, rows), measure(against, series, rows)]
+        judged |= difference(*measured) | {"n": tuple(m["n"] for m in measured)}
+        needed = "2 replicates a side, has {} and {}".format(*judged["n"])
+    partial = "some units failed or have not run" if any(m["failed"] + m["missing"] for m in measured) else ""
     if judged["estimate"] is None:
         verdict, why = "not measured", "a point has no finished unit yet"
     elif judged["low"] is None:
-        verdict, why = "inconclusive", f"needs 2 replicates a side, has {a['n']} and {b['n']}"
+        verdict, why = "inconclusive", f"needs {needed}"
     else:
         low, high, within = judged["low"], judged["high"], finding["within"]
         if finding["above"] is not None:
@@ -263,9 +289,10 @@ def series_of(experiment: dict) -> list[Series]:
     return found
 
 
-def _x_positions(experiment: dict, rows: dict) -> tuple[list[float], list[str], str | None]:
-    """Where each point sits on the figure's x axis, its tick label, and the axis's scale."""
-    axis, points = experiment["figure"]["x"], experiment["points"]
+def _axis(experiment: dict, rows: dict, axis: str) -> tuple[list[float], list[str], str | None]:
+    """Where each point sits on an axis (images_per_class, labels or label_set), its tick label, and the axis's
+    scale. A point with every image sits at its pretrainings' mean images per class."""
+    points = experiment["points"]
     if axis == "labels":
         return [p["labels"] for p in points], [str(p["labels"]) for p in points], "log"
     if axis == "images_per_class":
@@ -292,7 +319,7 @@ def draw(experiment: dict, rows: dict) -> bytes:
     lines = math.ceil(len(series) / columns)
     figure, axes = plt.subplots(lines, columns, squeeze=False,
                                 figsize=(PANEL_PX[0] * columns / DPI, PANEL_PX[1] * lines / DPI), dpi=DPI)  # fmt: skip
-    x, ticks, scale = _x_positions(experiment, rows)
+    x, ticks, scale = _axis(experiment, rows, experiment["figure"]["x"])
     points, findings = experiment["points"], experiment["findings"]
     for index, (one, axis) in enumerate(zip(series, axes.flat)):
         measured = [measure(point, one, rows) for point in points]
@@ -326,7 +353,9 @@ def draw(experiment: dict, rows: dict) -> bytes:
             where = x[[p["point"] for p in points].index(finding["compare"])]
             axis.scatter([where], [against["mean"] + finding["paper"]], marker="*", s=120, color="#d62728", zorder=4,
                          label=f"{PAPER}: {finding['paper']:+g}")  # fmt: skip
-        axis.set_xticks(x, ticks, fontsize=7, rotation=0 if scale else 30, ha="center" if scale else "right")
+        # Label counts crowd at the log axis's top end (753, 918, 1000): upright numbers would overlap.
+        rotation = {"images_per_class": 0, "labels": 90}.get(experiment["figure"]["x"], 30)
+        axis.set_xticks(x, ticks, fontsize=7, rotation=rotation, ha="right" if rotation == 30 else "center")
         axis.minorticks_off()
         axis.set_title(one.title, fontsize=9)
         axis.set_ylabel("percent", fontsize=8)
@@ -378,15 +407,17 @@ def tables(experiment: dict, rows: dict) -> tuple[list[str], list[list[str]]]:
 
 def findings_table(judged: list[dict], experiment: dict) -> tuple[list[str], list[list[str]]]:
     points = {p["point"]: point_name(p) for p in experiment["points"]} | {None: "(not in this run)"}
-    header = ["finding", "compared", "difference (points)", "95% interval", "claim", "paper", "verdict"]
+    header = ["finding", "compared", "difference or slope (points)", "95% interval", "claim", "paper", "verdict"]
     body = []
     for f in judged:
         interval = f"[{f['low']:+.2f}, {f['high']:+.2f}]" if f["low"] is not None else "n/a"
-        estimate = f"{f['estimate']:+.2f} (n={f['n'][0]}, {f['n'][1]})" if f["estimate"] is not None else "n/a"
+        counts = ", ".join(map(str, f.get("n", ())))
+        estimate = f"{f['estimate']:+.2f} (n={counts})" if f["estimate"] is not None else "n/a"
+        compared = (f"{f['task']}: slope per doubling of {f['trend'].replace('_', ' ')}, every point" if f["trend"]
+                    else f"{f['task']}: {points[f['compare']]} − {points[f['against']]}")  # fmt: skip
         verdict = f["verdict"] + (f" ({f['why']})" if f.get("why") else "")
         paper = f"{f['paper']:+g}" if f["paper"] is not None else "not confirmed"
-        body.append([f["claim"], f"{f['task']}: {points[f['compare']]} − {points[f['against']]}", estimate, interval,
-                     threshold(f), paper, verdict])  # fmt: skip
+        body.append([f["claim"], compared, estimate, interval, threshold(f), paper, verdict])
     return header, body
 
 
@@ -418,8 +449,10 @@ def build(runs: list[str], experiments: list[dict], rows: dict) -> dict[str, byt
     files, markdown, body = {}, [], []
     title = f"Report: {' + '.join(runs)}"
     intro = ("Numbers are percent. A cell: mean ± std over the point's replicates (pretraining seeds × fine-tuning "
-             "seeds), n, and the 95% confidence interval of the mean. A finding's verdict: holds when its whole "
-             "95% interval (Welch) satisfies the claim, does not hold when none of it does, inconclusive otherwise. "
+             "seeds), n, and the 95% confidence interval of the mean. A finding's estimate is a difference of two "
+             "points' means (95% interval: Welch's t) or a slope per doubling over every point and replicate (95% "
+             "interval: t with n - 2 degrees of freedom); its verdict: holds when the whole interval satisfies the "
+             "claim, does not hold when none of it does, inconclusive otherwise. "
              f"The paper column is {PAPER}'s own difference where ../shared/PAPERS.md confirms it.")  # fmt: skip
     markdown += [f"# {title}", "", intro, ""]
     for experiment in experiments:

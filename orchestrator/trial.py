@@ -85,7 +85,10 @@ def _fit(train_fn, loop_config: dict, name: str, settings: dict, state_file: str
     """Fits a TorchTrainer (resuming the Train run of that name if it exists) and returns its
     last checkpoint and the named file in it."""
     result = TorchTrainer(
-        train_fn, train_loop_config=loop_config, scaling_config=_scaling(settings), run_config=_run_config(name, settings)
+        train_fn,
+        train_loop_config=loop_config,
+        scaling_config=_scaling(settings),
+        run_config=_run_config(name, settings),
     ).fit()
     with result.checkpoint.as_directory() as directory:
         return result.checkpoint, torch.load(Path(directory) / state_file, weights_only=True)

@@ -71,6 +71,8 @@ def test_pretrain_seeds_repeat_each_point_and_the_report_keys_are_checked():
             "unknown task 'pascal_dte'; did you mean pascal_det",
         ),
         (["grid=coarse_vs_fine", "+grid.findings.0.within=2"], "give one of above"),
+        (["grid=images_per_class", "+grid.findings.1.against={images_per_class:all}"], "a trend finding compares no"),
+        (["grid=images_per_class", "grid.findings.1.trend=classes"], "trend is images_per_class or labels"),
         (["grid=num_classes", "grid.figure.x=classes"], "grid.figure.x must be one of images_per_class, labels"),
         (["grid=huh2016", "grid.grids=[num_classes,nope]"], "unknown member grid 'nope'"),
         (["grid=huh2016", "grid.grids=[huh2016]"], "cannot be a member of huh2016"),

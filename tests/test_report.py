@@ -146,9 +146,15 @@ def test_the_paper_s_finding_holds_on_the_images_per_class_axis_and_runs_combine
     }
     table = findings_rows((report / "report.md").read_text())
     rises = next(f for f in plan.experiments[0].findings if f["task"] == "pretrain")
-    all_images, fewest = [0.40, 0.402], [0.02, 0.022]
-    estimate, low, high = welch(all_images, fewest)
-    assert table[rises["claim"]][2:5] == [f"{estimate:+.2f} (n=2, 2)", f"[{low:+.2f}, {high:+.2f}]", "> +0"]
+    sizes = [size for size in (2, 5, 10, 20, 40) for _ in range(2)]  # every image of the tiny classes is 40 here
+    top1 = [100 * (0.01 * size + 0.002 * replicate) for size in (2, 5, 10, 20, 40) for replicate in range(2)]
+    fit = stats.linregress(np.log2(sizes), top1)
+    low, high = np.array(stats.t.interval(0.95, len(sizes) - 2)) * fit.stderr + fit.slope
+    assert (
+        rises["trend"] == "images_per_class"
+        and table[rises["claim"]][1] == "pretrain: slope per doubling of images per class, every point"
+    )
+    assert table[rises["claim"]][2:5] == [f"{fit.slope:+.2f} (n=10)", f"[{low:+.2f}, {high:+.2f}]", "> +0"]
     assert table[rises["claim"]][-1] == "holds"
     low, high = stats.t.interval(0.95, 1, loc=40.1, scale=np.std([40, 40.2], ddof=1) / math.sqrt(2))
     assert table["fine (1000 labels, all images)"][1] == f"40.1 ± 0.1 (n=2) [{low:.1f}, {high:.1f}]"
