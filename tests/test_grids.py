@@ -47,6 +47,7 @@ def test_every_grid_runs_on_the_tiny_synthetic_data(grid, tmp_path):
     assert f"## {grid}: " in report and f"{len(found)} finished, 0 failed, 0 not run" in report
 
 
+@pytest.mark.timeout(1800)  # six pretrainings and their fine-tunings: about 6 minutes alone on 2 cores
 @pytest.mark.parametrize("union", UNIONS)
 def test_a_union_runs_its_shared_pretraining_once(union, tmp_path):
     members = "[pascal_removed,class_splits]"  # both hold all 1000 classes, here at 2 images each
