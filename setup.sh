@@ -18,8 +18,8 @@ command -v "$python" >/dev/null || python=python3
 # Debian packages: WordNet 3.0's database files (WORDNET_DIR: where another install put them) and Chromium,
 # the headless browser in which the tests open the report page (CHROMIUM: another Chromium or Chrome binary).
 export WORDNET_DIR=${WORDNET_DIR:-/usr/share/wordnet} CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-apt_install() {  # $1: the package, $2: what is missing, $3: the other way to provide it
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+apt_install() {  # $1: the package, $2: what is missing, $3: the other way to provide it, $4: the package's own path
+    if [ "$4" = yes ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get install -y --no-install-recommends "$1" ||
             { apt-get update && apt-get install -y --no-install-recommends "$1"; }
     else
@@ -29,15 +29,14 @@ apt_install() {  # $1: the package, $2: what is missing, $3: the other way to pr
         exit 1
     fi
 }
+own() { [ "$1" = "$2" ] && echo yes || echo no; }  # the path is the Debian package's: apt-get provides it
 if [ ! -f "$WORDNET_DIR/data.noun" ]; then
-    [ "$WORDNET_DIR" = /usr/share/wordnet ] || { echo "setup.sh: WORDNET_DIR=$WORDNET_DIR has no data.noun" >&2; exit 1; }
     apt_install wordnet-base "WordNet 3.0 is missing ($WORDNET_DIR/data.noun)." \
-        "set WORDNET_DIR to a folder holding WordNet 3.0's dict files."
+        "set WORDNET_DIR to a folder holding WordNet 3.0's dict files." "$(own "$WORDNET_DIR" /usr/share/wordnet)"
 fi
 if [ ! -x "$CHROMIUM" ]; then
-    [ "$CHROMIUM" = /usr/bin/chromium ] || { echo "setup.sh: CHROMIUM=$CHROMIUM is not an executable" >&2; exit 1; }
     apt_install chromium "Chromium, the browser the report page's test opens, is missing ($CHROMIUM)." \
-        "set CHROMIUM to a Chromium or Chrome binary."
+        "set CHROMIUM to a Chromium or Chrome binary." "$(own "$CHROMIUM" /usr/bin/chromium)"
 fi
 
 venv_python=$PWD/.venv/bin/python
