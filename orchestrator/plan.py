@@ -73,14 +73,14 @@ class Plan:
 def make_plan(config: DictConfig) -> Plan:
     """The units of the run's experiments, each unit once; every point's label set is resolved on ImageNet-1k's
     classes (errors name it)."""
-    pretrainings, finetunings = {}, {}
-    planned = [_plan_experiment(experiment, pretrainings, finetunings) for experiment in experiments(config)]
+    pretrainings, finetunings, imagenet1k = {}, {}, class_list("imagenet1k")
+    planned = [_plan_experiment(e, imagenet1k, pretrainings, finetunings) for e in experiments(config)]
     return Plan(list(pretrainings.values()), list(finetunings.values()), planned)
 
 
-def _plan_experiment(config: DictConfig, pretrainings: dict, finetunings: dict) -> Experiment:
+def _plan_experiment(config: DictConfig, imagenet1k: list[str], pretrainings: dict, finetunings: dict) -> Experiment:
     """Adds the grid's units to ``pretrainings`` and ``finetunings`` (unit id -> unit) and returns the grid."""
-    imagenet1k, seeds = class_list("imagenet1k"), grid_seeds(config)
+    seeds = grid_seeds(config)
     tasks = [TASKS[name] for name in grid_tasks(config)]
     points, measured = grid_points(config), {}
     for point in points:
