@@ -8,7 +8,8 @@ class lists timm ships.
     (``list_imagenet_extra``), the extra data of paper Sec 6
 
 A class folder with no images is a ``DataFormatError`` (a pretraining on fewer classes than asked
-would silently change the experiment).
+would silently change the experiment). Entries beside the class folders that are none (``notes/``,
+``README.txt``) are left out of the listings, and ``not_class_folders`` names them for the reports.
 """
 
 import csv
@@ -114,6 +115,25 @@ def list_imagenet_extra(root: str | Path) -> pa.Table:
     if not outside:
         raise DataFormatError(f"{folder} holds only ImageNet-1k classes; extra data is classes outside the 1000")
     return _list_class_dirs(folder, outside, "train/" if folder != root else "")
+
+
+def not_class_folders(root: str | Path, extra: bool = False) -> list[str]:
+    """What the listings leave out of a data root, as paths relative to it: the entries of ``train/`` and ``val/``
+    (for extra data, of the folder or its ``train/``) that are not class folders named by a wnid. Hidden names
+    (``.DS_Store``) are file-system litter and not counted; a flat ``val/`` (Kaggle's layout) holds images."""
+    root = Path(root)
+    if extra:
+        folders = [root / "train" if (root / "train").is_dir() else root]
+    else:
+        images = imagenet_image_root(root)
+        folders = [images / split for split in ("train", "val") if (images / split).is_dir()]
+    left_out = []
+    for folder in folders:
+        entries = [e for e in os.scandir(folder) if not e.name.startswith(".")]
+        if any(e.is_dir() and is_wnid(e.name) for e in entries):
+            prefix = folder.relative_to(root).as_posix() + "/" if folder != root else ""
+            left_out += sorted(prefix + e.name for e in entries if not (e.is_dir() and is_wnid(e.name)))
+    return left_out
 
 
 def _class_dirs(folder: Path) -> list[str]:

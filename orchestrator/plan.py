@@ -1,19 +1,21 @@
 """A run configuration -> the pretrainings and transfers it implies, each with a content hash.
 
-A unit's hash covers every input that determines its result (data source, subset, network, recipe,
-task, seed), so reruns recognise finished work and two grids that share a pretraining share its hash:
+A unit's hash covers every input that determines its result (data source and what it holds, subset, network,
+recipe, task, seed), so reruns recognise finished work, a changed dataset is new work, and two grids that share a pretraining share its hash:
 a union grid runs it once. The plan also records each experiment (grid) of the run as the report reads
 it: its figure, findings, and which units measure each of its points (``record``, written to
 ``<run>/plans/<grid>.json``).
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+import synthetic
 from formats.imagenet import class_list
 from models import full_args
 from orchestrator.config import experiments, grid_figure, grid_findings, grid_points, grid_seeds, grid_tasks
@@ -44,6 +46,7 @@ class Finetuning:
     seed: int
     recipe: dict  # the protocol's section
     data_source: str
+    data_fingerprint: str  # what the data source held when planned: synthetic.fingerprint
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,14 @@ def make_plan(config: DictConfig) -> Plan:
     """The units of the run's experiments, each unit once; every point's label set is resolved on ImageNet-1k's
     classes (errors name it)."""
     pretrainings, finetunings, imagenet1k = {}, {}, class_list("imagenet1k")
-    planned = [_plan_experiment(e, imagenet1k, pretrainings, finetunings) for e in experiments(config)]
+    fingerprint_of = functools.cache(synthetic.fingerprint)  # each data source is listed once per plan
+    planned = [_plan_experiment(e, imagenet1k, fingerprint_of, pretrainings, finetunings) for e in experiments(config)]
     return Plan(list(pretrainings.values()), list(finetunings.values()), planned)
 
 
-def _plan_experiment(config: DictConfig, imagenet1k: list[str], pretrainings: dict, finetunings: dict) -> Experiment:
+def _plan_experiment(
+    config: DictConfig, imagenet1k: list[str], fingerprint_of, pretrainings: dict, finetunings: dict
+) -> Experiment:
     """Adds the grid's units to ``pretrainings`` and ``finetunings`` (unit id -> unit) and returns the grid."""
     seeds = grid_seeds(config)
     tasks = [TASKS[name] for name in grid_tasks(config)]
@@ -89,7 +95,7 @@ def _plan_experiment(config: DictConfig, imagenet1k: list[str], pretrainings: di
             seed=point["subset_seed"], source=config.data.imagenet,
             extra_include_under=point["extra_include_under"], extra_exclude_under=point["extra_exclude_under"],
             extra_source=config.data.imagenet_extra if adds_extra_classes(point["label_set"]) else None,
-        )  # fmt: skip
+        ).fingerprinted(fingerprint_of)  # fmt: skip
         labels = subset.resolve_labels(imagenet1k)
         model = point["model"]
         # The network is part of the recipe, under its name: the ids of AlexNet units planned before models had
@@ -107,11 +113,13 @@ def _plan_experiment(config: DictConfig, imagenet1k: list[str], pretrainings: di
         summary["pretrainings"].append(pretrain_id)
         for task in tasks:
             source, recipe = config.data[task.dataset], point[task.protocol]
+            held = fingerprint_of(task.dataset, source)
             for seed in seeds:
-                unit = {"pretrain": pretrain_id, "task": task.name, "seed": seed, "recipe": recipe, "data": source}
+                unit = {"pretrain": pretrain_id, "task": task.name, "seed": seed, "recipe": recipe, "data": source,
+                        "data_fingerprint": held}  # fmt: skip
                 unit_id = content_hash(unit)
                 finetunings.setdefault(
-                    unit_id, Finetuning(unit_id, pretrain_id, task.name, task.protocol, seed, recipe, source)
+                    unit_id, Finetuning(unit_id, pretrain_id, task.name, task.protocol, seed, recipe, source, held)
                 )
                 summary["finetunings"][task.name].append(unit_id)
     return Experiment(config.grid.name, grid_figure(config), grid_findings(config, points), [t.name for t in tasks],

@@ -8,7 +8,8 @@
 
 Each grid point is one Tune trial: its pretraining, then its fine-tunings, each a Ray Train
 TorchTrainer. Results go to <storage>/<run>/results as Parquet, one file per finished unit; the
-same command with the same run name resumes, skipping finished units. The report (figures, tables,
+same command with the same run name resumes, skipping finished units; one driver holds a run at a time
+(``orchestrator.lock``), and a second exits at once naming the first. The report (figures, tables,
 the paper's findings checked) goes to <storage>/<run>/report/ (report=false: none), and the last
 line printed says where.
 """
@@ -26,8 +27,10 @@ from omegaconf import OmegaConf
 
 import synthetic
 from formats import GENERATE_HINT, DataFormatError
+from formats.imagenet import not_class_folders
 from models import list_models, project_models
 from orchestrator.config import POINT_KEYS, ConfigError, available, load, run_name
+from orchestrator.lock import DriverLock, RunHeld
 from orchestrator.plan import describe, make_plan, save
 from orchestrator.store import Store, filesystem_of, join
 from subsets.labels import LABEL_SET_METHODS
@@ -90,6 +93,11 @@ def check_data(config, plan) -> None:
                 f"data.{dataset}={source} is not a folder. Point data.{dataset} at the real dataset, or use "
                 f"data.{dataset}=embedded:default for the embedded synthetic one ({GENERATE_HINT})."
             )
+        if dataset in ("imagenet", "imagenet_extra"):
+            left_out = not_class_folders(Path(source).expanduser(), extra=dataset == "imagenet_extra")
+            if left_out:
+                print(f"note: data.{dataset}={source}: {len(left_out)} entries are not class folders and are left "
+                      f"out: {', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}")  # fmt: skip
         for task in tasks:
             try:
                 TASKS[task].check_layout(Path(source).expanduser())
@@ -116,11 +124,32 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(plan, config, set(finished)))
         if config.dry_run:
             return 0
+        lock = DriverLock(run_dir, name)
+        dead = lock.acquire()
+    except (ConfigError, ValueError, OSError, RunHeld) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if dead is not None:
+        print(f"took over run {name} from a driver that is gone: pid {dead['pid']} on {dead['host']}")
+    try:
+        return _run(config, plan, name, run_dir, store)
+    except KeyboardInterrupt:
+        if not lock.lost:
+            raise
+        print(f"error: another driver took over run {name} (see {lock.path}); this one stopped", file=sys.stderr)
+        return 3
+    finally:
+        lock.release()
+
+
+def _run(config, plan, name: str, run_dir: str, store: Store) -> int:
+    """Runs the plan's unfinished units while holding the run; the exit status."""
+    try:
         check_data(config, plan)
     except (ConfigError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
+    finished = store.finished()  # again: a driver that held the run before may have finished more
     filesystem, path = filesystem_of(run_dir)
     with filesystem.open_output_stream(join(path, "config.yaml")) as out:
         out.write(OmegaConf.to_yaml(config, resolve=True).encode())

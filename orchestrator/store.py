@@ -33,6 +33,7 @@ SCHEMA = pa.schema([
     ("label_set", pa.string()), ("classes", pa.int64()), ("labels", pa.int64()),
     ("train_images", pa.int64()), ("images_per_class", pa.int64()), ("budget", pa.int64()),
     ("budget_shortfall", pa.int64()), ("subset_hash", pa.string()), ("subset_seed", pa.int64()),
+    ("data_fingerprint", pa.string()),  # what the data read held: synthetic.fingerprint
     ("epochs", pa.int64()), ("wall_time_s", pa.float64()), ("images_per_s", pa.float64()),
     ("checkpoint", pa.string()), ("config", pa.string()),  # JSON: the run's whole configuration
     ("hardware", pa.string()), ("versions", pa.string()), ("git_revision", pa.string()),

@@ -20,8 +20,10 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
+import synthetic
 from orchestrator.store import Store, filesystem_of, join
 from subsets.manifest import SubsetSpec, build
+from tasks import TASKS
 from trainers import pretrain, transfer
 
 ERROR_LIMIT = 4000  # characters of a traceback kept in a failed row
@@ -104,7 +106,8 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
     row = {**context, "kind": "pretrain", "unit_id": job["unit_id"], "pretrain_id": job["unit_id"],
            "model": job["model"]["name"], "protocol": "pretrain", "label_set": subset_spec.label_set,
            "images_per_class": subset_spec.images_per_class, "budget": subset_spec.budget,
-           "subset_seed": subset_spec.seed, "epochs": job["recipe"]["epochs"], "metric": "val_top1"}  # fmt: skip
+           "subset_seed": subset_spec.seed, "epochs": job["recipe"]["epochs"], "metric": "val_top1",
+           "data_fingerprint": subset_spec.data_fingerprint}  # fmt: skip
     try:
         subset = build(subset_spec)
         facts = subset.facts
@@ -134,29 +137,51 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
 def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint, settings, context, store) -> None:
     started = time.perf_counter()
     pretrain_id = pretraining["unit_id"]
-    loop_config = {"units": [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe")} for u in units],
-                   "pretrained": checkpoint, "data_sources": {u["task"]: u["data_source"] for u in units},
+    changed = _changed_data(units)
+    runnable = [u for u in units if u["unit_id"] not in changed]
+    loop_config = {"units": [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe")} for u in runnable],
+                   "pretrained": checkpoint, "data_sources": {u["task"]: u["data_source"] for u in runnable},
                    "use_gpu": settings["resources"]["use_gpu"], "loader_workers": settings["resources"]["loader_workers"],
                    "image_size": pretraining["recipe"]["image_size"]}  # fmt: skip
-    try:
-        name = f"finetune-{pretrain_id}-group{index}"
-        _, progress = _fit(transfer.finetune_fn_per_worker, loop_config, name, settings, transfer.PROGRESS_FILE)
-        results, error = progress["results"], None
-    except Exception as failure:
-        results, error = {}, _failed(failure)
+    results, error = {}, None
+    if runnable:
+        try:
+            name = f"finetune-{pretrain_id}-group{index}"
+            _, progress = _fit(transfer.finetune_fn_per_worker, loop_config, name, settings, transfer.PROGRESS_FILE)
+            results = progress["results"]
+        except Exception as failure:
+            error = _failed(failure)
     for unit in units:
         row = {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretrain_id,
                "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"],
-               "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"),
+               "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"), "data_fingerprint": unit["data_fingerprint"],
                "checkpoint": _uri(checkpoint), "wall_time_s": time.perf_counter() - started}  # fmt: skip
         outcome = results.get(unit["unit_id"])
         if outcome is None:
-            row |= {"status": "failed", "error": error or "the fine-tuning group ended without this unit's result"}
+            cause = changed.get(unit["unit_id"]) or error or "the fine-tuning group ended without this unit's result"
+            row |= {"status": "failed", "error": cause}
         else:
             row |= {"status": "ok", "metric": f"{unit['task']}_{outcome['metric']}", "value": outcome["value"],
                     "metrics": outcome, "images_per_s": outcome["images_per_s"], "train_images": outcome["train_images"],
                     "wall_time_s": outcome["wall_time_s"]}  # fmt: skip
         store.write(row)
+
+
+def _changed_data(units: list) -> dict[str, str]:
+    """unit id -> why, for the units whose data no longer holds what the run planned on (on this node)."""
+    held = {}
+    for source in {(TASKS[u["task"]].dataset, u["data_source"]) for u in units}:
+        held[source] = synthetic.fingerprint(*source)
+    return {
+        u["unit_id"]: (
+            f"data.{TASKS[u['task']].dataset}={u['data_source']} on {socket.gethostname()} holds other files than when "
+            f"the run was planned ({held[TASKS[u['task']].dataset, u['data_source']]}, planned on "
+            f"{u['data_fingerprint']}): files were added, removed or rewritten since, or this node has another copy. "
+            "Give every node the same data and rerun the command: it plans on what the data holds then."
+        )
+        for u in units
+        if held[TASKS[u["task"]].dataset, u["data_source"]] != u["data_fingerprint"]
+    }
 
 
 def _publish_manifest(local: Path, settings: dict, subset_hash: str) -> str:

@@ -58,6 +58,10 @@ def describe(subset: Subset) -> None:
     print(f"label set {facts['spec']['label_set']}: {facts['labels']} labels over {facts['classes']} classes")
     print(f"images: {facts['train_images']} train, {facts['val_images']} val; data {facts['root']}"
           + (f", extra data {facts['extra_root']}" if "extra_root" in facts else ""))
+    left_out = facts.get("not_class_folders", {"count": 0})
+    if left_out["count"]:
+        more = " ..." if left_out["count"] > 5 else ""
+        print(f"left out, not class folders: {left_out['count']} ({', '.join(left_out['first'][:5])}{more})")
     if "budget" in facts:
         print(f"budget {facts['budget']}, shortfall {facts['shortfall']}")
     counts = label_table["train_images"].to_numpy()

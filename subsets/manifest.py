@@ -1,24 +1,31 @@
 """A subset spec -> a Parquet manifest of the images and labels a pretraining sees.
 
-A spec is small (label set, images per class or budget, seed, source, and for ``extra_<N>`` the extra
-data's source) and has a stable content hash. Building it writes, under ``<data dir>/subsets/<hash>/``:
+A spec is small (label set, images per class or budget, seed, source, for ``extra_<N>`` the extra data's
+source, and what the sources held when the run was planned: ``data_fingerprint``) and has a stable content
+hash. Building it writes, under ``<data dir>/subsets/<hash>/``:
 
     manifest.parquet   split (train|val), path (relative to its source's root), source, wnid, label,
                        label_wnid, label_name
     labels.parquet     label, label_wnid, label_name, classes (the wnids merged into it), train_images
-    subset.json        the spec, the data roots, the hash, counts and the budget's shortfall
+    subset.json        the spec, the data roots, the hash, counts, the budget's shortfall and the entries of the
+                       data roots that are not class folders (``not_class_folders``: count and first names)
 
 A row's source is the dataset its path lies in: ``imagenet``, or ``imagenet_extra`` for the training images
 of ``extra_<N>``'s added classes, listed from the extra data (``formats.imagenet.list_imagenet_extra``),
 whose classes are the candidates. Manifests written before the column existed hold ImageNet rows only
 (``read_manifest`` reads them so). The validation rows are every validation image of the kept ImageNet
-classes, relabelled to the set; added classes have training images only. Builds are cached by hash, and
-concurrent builders of one subset wait for a single build.
+classes, relabelled to the set; added classes have training images only. Builds are cached by hash, which
+covers what the data holds (``synthetic.fingerprint``): a changed data folder builds a new manifest, and a
+build whose data no longer holds what the run planned on stops with an error. Concurrent builders of one
+subset wait for a single build.
 """
 
 import dataclasses
 import hashlib
 import json
+import logging
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +35,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import synthetic
+from formats import DataFormatError
 from formats.cache import build_once, data_dir
-from formats.imagenet import list_imagenet, list_imagenet_extra
+from formats.imagenet import list_imagenet, list_imagenet_extra, not_class_folders
 from formats.wordnet import label_name, synset_of
 from subsets.labels import LabelSet, adds_extra_classes, check_name, label_set, method_of
 from subsets.sample import relabel, select
@@ -37,6 +45,7 @@ from subsets.sample import relabel, select
 MANIFEST_VERSION = 1  # bump when the manifest's content rules change: it is part of the hash
 IMAGENET, IMAGENET_EXTRA = SOURCES = ("imagenet", "imagenet_extra")  # a row's source: the dataset its path is in
 MANIFEST_COLUMNS = ["split", "path", "source", "wnid", "label", "label_wnid", "label_name"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class SubsetSpec:
     extra_include_under: tuple[str, ...] = ()  # for extra_<N>: see subsets.labels.extra_classes
     extra_exclude_under: tuple[str, ...] = ()
     extra_source: str | None = None  # for extra_<N>: embedded:<scale>, or a folder of class folders outside ImageNet
+    data_fingerprint: str | None = None  # what the sources held when planned (``fingerprinted``); None: not yet taken
 
     def __post_init__(self):
         check_name(self.label_set)  # before any data is listed or generated
@@ -67,16 +77,27 @@ class SubsetSpec:
         return synthetic.resolve(IMAGENET_EXTRA, self.extra_source)
 
     def identity(self) -> dict:
-        """What determines the subset's classes and images, short of the data: the spec (the extra source only
-        where there is one), and the label-set method's version where it is not 0 (so that subsets specified
-        before extra data or methods' versions existed keep their identity)."""
+        """What determines the subset's classes and images: the spec (the extra source only where there is one,
+        so that specs from before extra data existed read the same), and the label-set method's version where it
+        is not 0."""
         spec = {key: value for key, value in dataclasses.asdict(self).items()
-                if key != "extra_source" or value is not None}  # fmt: skip
+                if key not in ("extra_source", "data_fingerprint") or value is not None}  # fmt: skip
         version = method_of(self.label_set)[0].version
         return {**spec, **({"method_version": version} if version else {})}
 
+    def held_now(self, fingerprint_of: Callable[[str, str], str] = synthetic.fingerprint) -> str:
+        """What its data sources hold now (``synthetic.fingerprint``): ImageNet's, and the extra data's too."""
+        held = fingerprint_of(IMAGENET, self.source)
+        return held if self.extra_source is None else f"{held} + {fingerprint_of(IMAGENET_EXTRA, self.extra_source)}"
+
+    def fingerprinted(self, fingerprint_of: Callable[[str, str], str] = synthetic.fingerprint) -> "SubsetSpec":
+        """The spec of the data as it is now: its identity, and so its hash and its pretrainings' ids, change
+        with what the data holds."""
+        return dataclasses.replace(self, data_fingerprint=self.held_now(fingerprint_of))
+
     def content_hash(self) -> str:
-        fields = {**self.identity(), "root": str(self.root()), "version": MANIFEST_VERSION}
+        spec = self if self.data_fingerprint is not None else self.fingerprinted()
+        fields = {**spec.identity(), "root": str(self.root()), "version": MANIFEST_VERSION}
         if self.extra_source is not None:
             fields["extra_root"] = str(self.extra_root())
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
@@ -161,7 +182,19 @@ def make_manifest(
 
 
 def build(spec: SubsetSpec) -> Subset:
-    """The subset of ``spec``, built on first use; extra_<N> draws its added classes from the extra data's."""
+    """The subset of ``spec``, built on first use; extra_<N> draws its added classes from the extra data's. A spec
+    that carries a fingerprint is checked against what the data holds now, here: a subset is never built from
+    other data than its run planned on."""
+    held = spec.held_now()
+    if spec.data_fingerprint is None:
+        spec = dataclasses.replace(spec, data_fingerprint=held)
+    elif spec.data_fingerprint != held:
+        raise DataFormatError(
+            f"the ImageNet data ({spec.source}{f' and {spec.extra_source}' if spec.extra_source else ''}) on "
+            f"{socket.gethostname()} holds other files than when the run was planned ({held}, planned on "
+            f"{spec.data_fingerprint}): files were added, removed or rewritten since, or this node has another "
+            "copy. Give every node the same data and rerun the command: it plans on what the data holds then."
+        )
     root = spec.root()
     extra_root = spec.extra_root() if adds_extra_classes(spec.label_set) else None
     target = data_dir() / "subsets" / spec.content_hash()
@@ -176,7 +209,12 @@ def build(spec: SubsetSpec) -> Subset:
         pq.write_table(manifest, out / "manifest.parquet")
         pq.write_table(label_table, out / "labels.parquet")
         roots = {"root": str(root), **({"extra_root": str(extra_root)} if extra_root else {})}
-        facts = {"spec": dataclasses.asdict(spec), **roots, "hash": target.name, **facts}
+        left_out = not_class_folders(root) + ([] if extra_root is None else not_class_folders(extra_root, extra=True))
+        if left_out:
+            log.warning("%d entries of the data are not class folders and were left out: %s", len(left_out),
+                        ", ".join(left_out[:5]))  # fmt: skip
+        facts = {"spec": dataclasses.asdict(spec), **roots, "hash": target.name, **facts,
+                 "not_class_folders": {"count": len(left_out), "first": left_out[:20]}}  # fmt: skip
         (out / "subset.json").write_text(json.dumps(facts, indent=1))
         return {"hash": target.name}
 

@@ -5,7 +5,8 @@ generator), generated offline.
 Each dataset is named by its generator (``GENERATORS``, filled by ``@GENERATORS.register(name)`` above
 an ``ensure(scale, seed, workers) -> Path`` function) and built once under the data directory
 (``formats.cache``), in a folder whose name carries a digest of every module that shapes it.
-``resolve`` turns a data source, ``embedded:<scale>`` or the path of a real dataset, into a folder.
+``resolve`` turns a data source, ``embedded:<scale>`` or the path of a real dataset, into a folder, and
+``fingerprint`` says what it holds.
 """
 
 import functools
@@ -19,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from formats.cache import build_once, data_dir
+from formats.cache import fingerprint as folder_fingerprint
 from formats.registry import Registry
 
 GENERATORS = Registry("synthetic dataset", package="synthetic")
@@ -58,6 +60,17 @@ def resolve(dataset: str, source: str) -> Path:
     if source.startswith(EMBEDDED):
         return GENERATORS[dataset](source.removeprefix(EMBEDDED))
     return Path(source).expanduser().resolve()
+
+
+def fingerprint(dataset: str, source: str) -> str:
+    """What a data source holds, for the identity of the units that read it. ``embedded:<scale>``: the source
+    and the version of the code that generates it (its data is a function of that code, and the cache builds
+    again a folder whose files changed); a real dataset: its folder's ``formats.cache.fingerprint`` (``absent``
+    where there is none yet: a dry run may plan for data on another machine; a run checks it first)."""
+    if source.startswith(EMBEDDED):
+        return f"{source}@{code_version(Path(inspect.getsourcefile(GENERATORS[dataset])).resolve())}"
+    root = Path(source).expanduser()
+    return folder_fingerprint(root) if root.is_dir() else "absent"
 
 
 def run_parallel(work: Callable, tasks: Sequence, desc: str, workers: int | None = None) -> list:

@@ -90,12 +90,13 @@ def test_only_extra_label_sets_take_extra_data_and_they_need_it():
         build(SubsetSpec("extra_5", source="embedded:tiny"))
 
 
-def test_subsets_without_extra_data_keep_their_identity_and_hash(tiny_imagenet):
-    spec = SubsetSpec("fine", images_per_class=3, source="embedded:tiny")
-    before = {"label_set": "fine", "images_per_class": 3, "budget": None, "seed": 0, "source": "embedded:tiny",
-              "extra_include_under": (), "extra_exclude_under": ()}  # fmt: skip
-    assert spec.identity() == before
-    fields = {**before, "root": str(tiny_imagenet), "version": MANIFEST_VERSION}
+def test_a_subset_without_extra_data_has_no_extra_source_in_its_identity(tiny_imagenet):
+    spec = SubsetSpec("fine", images_per_class=3, source="embedded:tiny").fingerprinted()
+    held = synthetic.fingerprint("imagenet", "embedded:tiny")
+    expected = {"label_set": "fine", "images_per_class": 3, "budget": None, "seed": 0, "source": "embedded:tiny",
+                "extra_include_under": (), "extra_exclude_under": (), "data_fingerprint": held}  # fmt: skip
+    assert spec.identity() == expected
+    fields = {**expected, "root": str(tiny_imagenet), "version": MANIFEST_VERSION}
     assert spec.content_hash() == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import pytest
 from PIL import Image
 from scipy import stats
 
@@ -197,22 +196,6 @@ def test_bad_input_gets_a_clear_message_and_nothing_is_written(tmp_path, capsys)
     assert "unknown key 'rnu'; did you mean run?" in capsys.readouterr().err
     assert main([f"storage={storage}"]) == 2
     assert "name a run" in capsys.readouterr().err
-
-
-@pytest.fixture
-def s3_storage(monkeypatch):
-    """A bucket on a real S3 API served on loopback, and the storage URI of a folder in it."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
-                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-        monkeypatch.setenv(key, value)
-    pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True).create_dir("runs")
-    yield "s3://runs/transfer"
-    server.stop()
 
 
 def test_the_report_reads_and_writes_through_s3(s3_storage, capsys):

@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -189,5 +190,54 @@ def test_interrupted_build_leaves_nothing_finished(tmp_path):
         return {"ok": True}
 
     cache.build_once(target, works)
-    assert summary(target) == {"ok": True}
+    assert summary(target) == {"ok": True, "fingerprint": cache.fingerprint(target, (cache.COMPLETE_MARKER,))}
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_fingerprint_covers_every_file_and_folder_but_not_litter(tmp_path):
+    root = tmp_path / "data"
+    (root / "train" / "n01440764").mkdir(parents=True)
+    image = root / "train" / "n01440764" / "a.JPEG"
+    image.write_bytes(b"jpeg")
+    first = cache.fingerprint(root)
+    assert first.startswith("1-files-")
+    (root / ".DS_Store").write_bytes(b"finder")
+    (root / "train" / ".nfs0001").write_bytes(b"nfs")
+    assert cache.fingerprint(root) == first
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)  # copies modification times, as rsync -a does
+    assert cache.fingerprint(copy) == first
+    changes = [
+        lambda: image.write_bytes(b"jpeg!"),  # rewritten: size and time
+        lambda: os.utime(image, ns=(0, 0)),  # touched
+        lambda: image.rename(image.with_name("b.JPEG")),
+        lambda: (root / "train" / "n01443537").mkdir(),  # an empty class folder
+        lambda: (root / "val").mkdir() or (root / "val" / "x.JPEG").write_bytes(b"jpeg"),
+    ]
+    seen = {first}
+    for change in changes:
+        change()
+        seen.add(cache.fingerprint(root))
+    assert len(seen) == len(changes) + 1
+
+
+def test_a_built_folder_that_changed_is_built_again(tmp_path):
+    builds = []
+
+    def build(out):
+        out.mkdir()
+        (out / "images").mkdir()
+        (out / "images" / "a.JPEG").write_bytes(b"jpeg")
+        builds.append(out)
+        return {}
+
+    target = tmp_path / "dataset"
+    cache.build_once(target, build)
+    cache.build_once(target, build)
+    assert len(builds) == 1
+    (target / "images" / "a.JPEG").write_bytes(b"")  # a damaged file
+    cache.build_once(target, build)
+    assert len(builds) == 2 and (target / "images" / "a.JPEG").read_bytes() == b"jpeg"
+    (target / "images" / "extra.JPEG").write_bytes(b"jpeg")
+    cache.build_once(target, build)
+    assert len(builds) == 3 and not (target / "images" / "extra.JPEG").exists()
