@@ -6,7 +6,7 @@ Tune state. A driver takes the run when no live driver holds it, refreshes its h
 gives the run back when it ends. A holder is live when its process runs (on the same host) or its heartbeat
 is recent (elsewhere: hosts' clocks are assumed within seconds of each other, as NTP keeps them). A holder
 that died is taken over by the next driver: at once on its own host, ``STALE_AFTER_S`` after its last
-heartbeat elsewhere. Every write is whole (a rename, or one object put); two drivers that find the run free
+heartbeat elsewhere. Every write is whole (``store.write_whole``); two drivers that find the run free
 at the same moment both write, wait ``SETTLE_S`` and read back: only the one whose claim is there goes on,
 and a holder whose claim was replaced stops (``on_lost``).
 """
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import pyarrow.fs as pafs
 
-from orchestrator.store import filesystem_of, join
+from orchestrator.store import filesystem_of, join, write_whole
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
@@ -123,17 +123,8 @@ class DriverLock:
         return self.path if local else f"{self.filesystem.type_name}://{self.path}"
 
     def _write(self) -> None:
-        body = json.dumps({**self.claim, "heartbeat_at": _now()}).encode()
-        directory = self.path.rsplit("/", 1)[0]
-        self.filesystem.create_dir(directory, recursive=True)
-        if isinstance(self.filesystem, pafs.LocalFileSystem):
-            temporary = join(directory, f".driver-{self.claim['token']}.tmp")
-            with self.filesystem.open_output_stream(temporary) as out:
-                out.write(body)
-            self.filesystem.move(temporary, self.path)
-        else:  # one put of the whole object is atomic
-            with self.filesystem.open_output_stream(self.path) as out:
-                out.write(body)
+        self.filesystem.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
+        write_whole(self.filesystem, self.path, json.dumps({**self.claim, "heartbeat_at": _now()}).encode())
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

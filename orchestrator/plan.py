@@ -19,7 +19,7 @@ import synthetic
 from formats.imagenet import class_list
 from models import full_args
 from orchestrator.config import experiments, grid_figure, grid_findings, grid_points, grid_seeds, grid_tasks
-from orchestrator.store import filesystem_of, join
+from orchestrator.store import filesystem_of, join, write_whole
 from subsets.labels import adds_extra_classes
 from subsets.manifest import SubsetSpec
 from tasks import TASKS
@@ -141,8 +141,7 @@ def save(plan: Plan, config: DictConfig, run_dir: str) -> None:
     which the report reads, so that runs of several grids under one name combine."""
     filesystem, path = filesystem_of(join(run_dir, "plans"))
     filesystem.create_dir(path, recursive=True)
-    with filesystem.open_output_stream(join(path, f"{config.grid.name}.json")) as out:
-        out.write(json.dumps(record(plan, config), indent=1).encode())
+    write_whole(filesystem, join(path, f"{config.grid.name}.json"), json.dumps(record(plan, config), indent=1).encode())
 
 
 def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from orchestrator.config import PRETRAIN  # noqa: E402
-from orchestrator.store import SCHEMA, Store, filesystem_of, join  # noqa: E402
+from orchestrator.store import SCHEMA, Store, filesystem_of, join, write_whole  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
 PANEL_PX, PANEL_COLUMNS, DPI = (400, 320), 4, 100  # every figure: panels of 400 x 320 px, up to 4 a row
@@ -488,7 +488,7 @@ def build(runs: list[str], experiments: list[dict], rows: dict) -> dict[str, byt
 
 def publish(files: dict[str, bytes], out: str) -> None:
     """Writes the report folder whole: on a local disk built aside and swapped in by renames; on an object
-    store each object is one atomic put, index.html last, and files of an older report are removed."""
+    store each object is written whole (``store.write_whole``), index.html last, and files of an older report are removed."""
     filesystem, path = filesystem_of(out)
     parent, name = path.rsplit("/", 1) if "/" in path else (".", path)
     if isinstance(filesystem, pafs.LocalFileSystem):
@@ -511,8 +511,7 @@ def publish(files: dict[str, bytes], out: str) -> None:
     stale = [e.path for e in filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
              if e.base_name not in files]  # fmt: skip
     for file in sorted(files, key=lambda f: f == "index.html"):
-        with filesystem.open_output_stream(join(path, file)) as stream:
-            stream.write(files[file])
+        write_whole(filesystem, join(path, file), files[file])
     for entry in stale:
         filesystem.delete_file(entry)
 

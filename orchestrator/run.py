@@ -32,7 +32,7 @@ from models import list_models, project_models
 from orchestrator.config import POINT_KEYS, ConfigError, available, load, run_name
 from orchestrator.lock import DriverLock, RunHeld
 from orchestrator.plan import describe, make_plan, save
-from orchestrator.store import Store, filesystem_of, join
+from orchestrator.store import Store, filesystem_of, join, write_whole
 from subsets.labels import LABEL_SET_METHODS
 from tasks import TASKS
 
@@ -151,9 +151,12 @@ def _run(config, plan, name: str, run_dir: str, store: Store) -> int:
         return 2
     finished = store.finished()  # again: a driver that held the run before may have finished more
     filesystem, path = filesystem_of(run_dir)
-    with filesystem.open_output_stream(join(path, "config.yaml")) as out:
-        out.write(OmegaConf.to_yaml(config, resolve=True).encode())
-    save(plan, config, run_dir)
+    try:
+        write_whole(filesystem, join(path, "config.yaml"), OmegaConf.to_yaml(config, resolve=True).encode())
+        save(plan, config, run_dir)
+    except OSError as error:
+        print(f"error: cannot write the run's files to {run_dir}: {error}", file=sys.stderr)
+        return 2
     settings = {
         "run": name, "grid": config.grid.name, "run_dir": run_dir, "results": store.uri,
         "train_storage": join(run_dir, "train"), "config": OmegaConf.to_container(config, resolve=True),
@@ -165,9 +168,8 @@ def _run(config, plan, name: str, run_dir: str, store: Store) -> int:
         for p in plan.pretrainings
         if p.unit_id not in finished or any(f.unit_id not in finished for f in plan.finetunings_of(p.unit_id))
     ]  # fmt: skip
-    if points:
-        _sweep(config, points, settings, run_dir)
-    status = _summarise(store, plan)
+    trial_errors = _sweep(config, points, settings, run_dir) if points else []
+    status = _summarise(store, plan, trial_errors)
     if config.report:
         from orchestrator.report import ReportError, write_report  # matplotlib: only once there is something to draw
 
@@ -179,7 +181,8 @@ def _run(config, plan, name: str, run_dir: str, store: Store) -> int:
     return status
 
 
-def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> None:
+def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> list[str]:
+    """Runs the points as Tune trials; the errors of the trials that ended in one."""
     # Here, not at the top: --help, config loading and dry runs import no Ray Train, MMDetection or training code.
     import ray
     from ray import tune
@@ -203,9 +206,11 @@ def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> None:
             tune.with_resources(tune.with_parameters(sweep_trial, settings=settings), {"CPU": 0, "memory": 2**20}),
             param_space=tune.grid_search(points),
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
-            run_config=tune.RunConfig(name="tune", storage_path=run_dir),
-        )
-        tuner.fit()
+            # A trial that fails (its node lost, its store unwritable) starts again and skips what has a row.
+            run_config=tune.RunConfig(name="tune", storage_path=run_dir,
+                                      failure_config=tune.FailureConfig(max_failures=config.resources.max_failures)),
+        )  # fmt: skip
+        return [str(result.error).strip().splitlines()[-1] for result in tuner.fit() if result.error]
     finally:
         ray.shutdown()
 
@@ -220,7 +225,7 @@ def _trials_that_fit(config, available_now: dict) -> int:
     return max(1, int(fits))
 
 
-def _summarise(store: Store, plan) -> int:
+def _summarise(store: Store, plan, trial_errors: list[str]) -> int:
     table = store.read()
     wanted = {p.unit_id for p in plan.pretrainings} | {f.unit_id for f in plan.finetunings}
     table = table.filter(pc.is_in(table["unit_id"], value_set=pa.array(sorted(wanted))))
@@ -234,6 +239,12 @@ def _summarise(store: Store, plan) -> int:
                   f"{row['train_images']:7d} images  val top-1 {row['value']:.3f}")  # fmt: skip
     for row in failed:
         print(f"  FAILED {row['kind']} {row['unit_id']}: {row['error'].strip().splitlines()[-1]}")
+    if trial_errors:
+        print(
+            f"{len(trial_errors)} grid point(s) stopped before writing their rows (rerun the command to finish them):"
+        )
+        for error in trial_errors:
+            print(f"  {error}")
     return 1 if failed or missing else 0
 
 

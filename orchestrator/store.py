@@ -5,16 +5,24 @@
 A row holds every input that determined the unit and every number it produced (see SCHEMA). Files
 written before a column existed read with nulls in it (the ``model`` and ``protocol`` columns came
 with the model and protocol registries; earlier rows are AlexNet pretrainings and their transfers).
-Files are written whole and atomically: to a hidden temporary name then renamed on a local or
-mounted file system, as a single object put on object stores (s3://, gs://). A unit's file is
-named by its content hash, so a rerun that finishes a failed unit replaces its row and nothing
-is ever duplicated. Any Parquet reader reads the folder:
+Files are written whole (``write_whole``): to a hidden temporary name, then renamed (on object stores
+(s3://, gs://) copied, which is atomic), so that a reader or a rerun sees a whole file or none, whatever
+fails midway: a full disk, a lost permission, a dropped connection. A write that fails for a while (an
+object store that refuses requests, a network hiccup) is tried again for up to ``WRITE_RETRY_S``; one that
+cannot succeed (no space left, no permission) fails at once with the cause. A unit's file is named by its
+content hash, so a rerun that finishes a failed unit replaces its row and nothing is ever duplicated. Any
+Parquet reader reads the folder:
 
     pandas.read_parquet("runs/classes_vs_examples/results")
     duckdb -c "select * from 'runs/classes_vs_examples/results/*.parquet'"
 """
 
+import errno
+import io
 import json
+import os
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -41,6 +49,11 @@ SCHEMA = pa.schema([
 ])  # fmt: skip
 
 
+WRITE_RETRY_S = 300.0  # how long a write that fails for a while is tried again
+# Errors that waiting does not mend: a write that meets them fails at once.
+LASTING_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
+
+
 def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts)
 
@@ -48,6 +61,48 @@ def join(*parts: str) -> str:
 def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) for a local path or a pyarrow filesystem URI (s3://, gs://, ...)."""
     return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+
+
+def write_whole(filesystem: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` so that readers see all of it or nothing, and a failed write leaves nothing
+    behind but, at worst, a hidden temporary file that readers ignore. Tried again while it fails for a while."""
+    waited, pause = 0.0, 1.0
+    while True:
+        try:
+            return _write_whole_once(filesystem, path, data)
+        except OSError as error:
+            if error.errno in LASTING_ERRORS or waited >= WRITE_RETRY_S:
+                raise
+            print(f"writing {path} failed ({error}); trying again in {pause:.0f} s", file=sys.stderr)
+            time.sleep(pause)
+            waited, pause = waited + pause, min(pause * 2, 30.0)
+
+
+def _write_whole_once(filesystem: pafs.FileSystem, path: str, data: bytes) -> None:
+    folder, name = path.rsplit("/", 1)
+    temporary = join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if isinstance(filesystem, pafs.LocalFileSystem):
+            with open(temporary, "wb") as out:  # not through pyarrow: fsync makes the rename durable
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        else:
+            with filesystem.open_output_stream(temporary) as out:
+                out.write(data)
+        filesystem.move(temporary, path)
+    except BaseException:
+        try:
+            filesystem.delete_file(temporary)
+        except OSError:  # never written, or the storage is gone: a hidden leftover that readers ignore
+            pass
+        raise
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
 
 
 class Store:
@@ -66,13 +121,7 @@ class Store:
         if unknown:
             raise ValueError(f"not in the result schema: {sorted(unknown)}")
         table = pa.Table.from_pylist([row], schema=SCHEMA)
-        final = join(self.path, f"{row['kind']}-{row['unit_id']}.parquet")
-        if isinstance(self.filesystem, pafs.LocalFileSystem):
-            temporary = join(self.path, f".{uuid.uuid4().hex}.parquet.tmp")
-            pq.write_table(table, temporary, filesystem=self.filesystem)
-            self.filesystem.move(temporary, final)
-        else:  # an object store: one put of the whole object is atomic
-            pq.write_table(table, final, filesystem=self.filesystem)
+        write_whole(self.filesystem, join(self.path, f"{row['kind']}-{row['unit_id']}.parquet"), parquet_bytes(table))
 
     def read(self) -> pa.Table:
         """Every row; hidden (temporary) files are ignored."""

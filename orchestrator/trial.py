@@ -21,7 +21,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 import synthetic
-from orchestrator.store import Store, filesystem_of, join
+from orchestrator.store import Store, filesystem_of, join, write_whole
 from subsets.manifest import SubsetSpec, build
 from tasks import TASKS
 from trainers import pretrain, transfer
@@ -189,7 +189,7 @@ def _publish_manifest(local: Path, settings: dict, subset_hash: str) -> str:
     target = join(settings["run_dir"], "subsets", f"{subset_hash}.parquet")
     filesystem, path = filesystem_of(target)
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    pafs.copy_files(str(local), path, destination_filesystem=filesystem)
+    write_whole(filesystem, path, local.read_bytes())
     return target
 
 

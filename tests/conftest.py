@@ -1,3 +1,8 @@
+import os
+import socket
+import threading
+import uuid
+
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
@@ -36,7 +41,8 @@ def write_image(path, size=(20, 16), mode="RGB", fmt="JPEG", seed=0):
 
 @pytest.fixture
 def s3_storage(monkeypatch):
-    """A bucket on a real S3 API served on loopback, and the storage URI of a folder in it."""
+    """A bucket on a real S3 API served on loopback, and the storage URI of a folder in it of the test's own (moto
+    keeps its buckets for the whole process)."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -46,5 +52,59 @@ def s3_storage(monkeypatch):
                        "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
     pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True).create_dir("runs")
-    yield "s3://runs/transfer"
+    yield f"s3://runs/transfer-{uuid.uuid4().hex[:8]}"
     server.stop()
+
+
+class RefusingProxy:
+    """A TCP proxy on loopback in front of a server, which drops every connection while ``refusing`` is set:
+    storage that is briefly unreachable."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target, self.refusing, self._connections = target, threading.Event(), set()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def refuse(self) -> None:
+        self.refusing.set()
+        for connection in list(self._connections):
+            connection.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.refusing.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self._connections |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+                self._connections.discard(end)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def flaky_s3(s3_storage, monkeypatch):
+    """(storage URI, proxy): the loopback S3 API reached through a ``RefusingProxy``."""
+    host, port = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
+    proxy = RefusingProxy((host, int(port)))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    yield s3_storage, proxy
+    proxy.close()

@@ -120,3 +120,54 @@ def test_two_node_cluster_with_storage_outside_the_working_directory(tmp_path):
         assert not any(driver_dir.iterdir())  # nothing was written where the driver ran
     finally:
         cluster.shutdown()
+
+
+FULL_DISK_SWEEP = """
+import json, os, shutil, subprocess, sys, time
+
+mount, out, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", mount], check=True)
+results, filler = os.path.join(mount, "full", "results"), os.path.join(mount, "filler")
+command = [sys.executable, "-m", "orchestrator.run", *args, f"storage={mount}", "run=full"]
+first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+deadline = time.monotonic() + 900
+while first.poll() is None and time.monotonic() < deadline:
+    if os.path.isdir(results) and any(name.startswith("pretrain-") for name in os.listdir(results)):
+        break
+    time.sleep(0.5)
+descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+try:
+    while True:
+        os.write(descriptor, b"x" * 65536)
+except OSError:
+    os.close(descriptor)
+output, _ = first.communicate(timeout=1800)
+shutil.copytree(results, os.path.join(out, "while_full"))
+os.remove(filler)
+second = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+shutil.copytree(results, os.path.join(out, "after"))
+print(json.dumps({"first": [first.returncode, output[-6000:]], "second": [second.returncode, second.stdout[-6000:]]}))
+"""
+
+
+def test_a_disk_that_fills_mid_sweep_loses_nothing_and_the_rerun_finishes(tmp_path):
+    from test_store_faults import in_own_mount_namespace
+
+    mount, out = tmp_path / "small-disk", tmp_path / "copies"
+    mount.mkdir()
+    args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_500}]", "grid.tasks=[sun397]",
+            "grid.seeds=[0,1]", "ray.max_concurrent_trials=1", "resources.max_failures=1"]  # fmt: skip
+    done = in_own_mount_namespace(sys.executable, "-c", FULL_DISK_SWEEP, str(mount), str(out), *args, timeout=3600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    (first_status, first_output), (second_status, second_output) = report["first"], report["second"]
+    assert first_status != 0, first_output  # the full disk stopped units: the run says so
+    assert "No space left on device" in first_output
+    while_full = rows(out / "while_full")  # every file there reads whole
+    assert [r["status"] for r in while_full if r["kind"] == "pretrain"][:1] == ["ok"]
+    assert all(r["status"] == "ok" or "No space left" in (r["error"] or "") for r in while_full)
+    assert second_status == 0, second_output
+    after = rows(out / "after")
+    assert len(after) == 6 and len({r["unit_id"] for r in after}) == 6 and all(r["status"] == "ok" for r in after)
+    finished_before = {r["unit_id"]: r["finished_at"] for r in while_full if r["status"] == "ok"}
+    assert {r["unit_id"]: r["finished_at"] for r in after if r["unit_id"] in finished_before} == finished_before
