@@ -171,3 +171,24 @@ def test_a_disk_that_fills_mid_sweep_loses_nothing_and_the_rerun_finishes(tmp_pa
     assert len(after) == 6 and len({r["unit_id"] for r in after}) == 6 and all(r["status"] == "ok" for r in after)
     finished_before = {r["unit_id"]: r["finished_at"] for r in while_full if r["status"] == "ok"}
     assert {r["unit_id"]: r["finished_at"] for r in after if r["unit_id"] in finished_before} == finished_before
+
+
+def test_a_second_driver_exits_at_once_and_a_killed_one_is_taken_over(tmp_path):
+    args = [*ONE_POINT, "pretrain.epochs=3", f"storage={tmp_path}", "run=held"]
+    first = start(*args)
+    wait_for(lambda: (tmp_path / "held" / "driver.json").is_file(), "the first driver's claim")
+    started = time.monotonic()
+    second = sweep(*args, timeout=300)
+    assert second.returncode == 2 and time.monotonic() - started < 120
+    assert f"error: run held is held by another driver: pid {first.pid} on " in second.stderr
+    wait_for(lambda: registered_checkpoints(tmp_path / "held" / "train", "pretrain-*"), "a pretraining checkpoint")
+    first.kill()  # SIGKILL: no clean-up, its claim stays
+    first.communicate()
+    assert (tmp_path / "held" / "driver.json").is_file()
+    third = sweep(*args)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert f"took over run held from a driver that is gone: pid {first.pid}" in third.stdout
+    found = rows(tmp_path / "held" / "results")
+    assert [(r["kind"], r["status"]) for r in found] == [("finetune", "ok"), ("pretrain", "ok")]
+    assert [h["epoch"] for h in json.loads(found[1]["metrics"])["history"]] == [1, 2, 3]  # resumed, not restarted
+    assert not (tmp_path / "held" / "driver.json").exists()  # given back
