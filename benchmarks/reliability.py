@@ -9,7 +9,8 @@ training killed whole, on a three-node cluster on this machine), driver_kill (th
 command run again), two_drivers (a second driver started on the run while the first runs), full_disk (the
 storage, a 512 MiB tmpfs, filled after the first row; the run again once space is freed; needs `unshare -rm`),
 corrupt_data (an ImageNet copy with truncated, zero-byte and garbage JPEGs). A row is present when its unit
-has status ok, duplicated when two files hold one unit, lost when a unit of the plan has none at the end.
+has status ok, duplicated when two files hold one unit, lost when a unit of the run's last plan has no such row
+at the end.
 """
 
 import json
@@ -32,7 +33,6 @@ import synthetic  # noqa: E402
 GRID = ["data.imagenet=embedded:tiny", "data.voc=embedded:tiny", "data.sun397=embedded:tiny", "pretrain.epochs=3",
         "finetune.epochs=1", "grid.budget=300", "grid.points=[{label_set:random_250},{label_set:random_500}]",
         "grid.tasks=[sun397]", "grid.seeds=[0,1]", "ray.max_concurrent_trials=1", "report=false"]  # fmt: skip
-EXPECTED_ROWS = 6
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,15 +80,31 @@ def a_checkpoint(storage: Path):
     return registered
 
 
+def resumed_once(storage: Path) -> str:
+    """Whether every pretraining ran each of its epochs once: resumed from its checkpoint, not restarted."""
+    rows = ds.dataset(storage / "r" / "results", format="parquet", ignore_prefixes=[".", "_"]).to_table().to_pylist()
+    histories = [[h["epoch"] for h in json.loads(r["metrics"])["history"]] for r in rows if r["kind"] == "pretrain"]
+    once = all(epochs == list(range(1, len(epochs) + 1)) for epochs in histories)
+    return "every epoch ran once" if once else f"epochs run: {histories}"
+
+
+def planned_units(storage: Path) -> set[str]:
+    """The unit ids of the run's last plan (``<run>/plans/<grid>.json``)."""
+    (plan,) = (storage / "r" / "plans").glob("*.json")
+    points = [point for experiment in json.loads(plan.read_text())["experiments"] for point in experiment["points"]]
+    return {
+        unit for p in points for unit in [*p["pretrainings"], *(u for ids in p["finetunings"].values() for u in ids)]
+    }
+
+
 def tally(storage: Path) -> dict:
-    results = storage / "r" / "results"
-    rows = ds.dataset(results, format="parquet", ignore_prefixes=[".", "_"]).to_table().to_pylist()
-    ids = [r["unit_id"] for r in rows]
-    ok = {r["unit_id"] for r in rows if r["status"] == "ok"}
+    rows = ds.dataset(storage / "r" / "results", format="parquet", ignore_prefixes=[".", "_"]).to_table().to_pylist()
+    planned, ids = planned_units(storage), [r["unit_id"] for r in rows]
+    ok = {r["unit_id"] for r in rows if r["status"] == "ok"} & planned
     skipped = sum(json.loads(r["metrics"])["final"].get("unreadable_skipped", 0) for r in rows
                   if r["kind"] == "pretrain" and r["status"] == "ok")  # fmt: skip
-    return {"present": len(ok), "duplicated": len(ids) - len(set(ids)), "lost": EXPECTED_ROWS - len(ok),
-            "skipped_images": skipped}  # fmt: skip
+    return {"expected": len(planned), "present": len(ok), "duplicated": len(ids) - len(set(ids)),
+            "lost": len(planned - ok), "other": len(set(ids) - planned), "skipped_images": skipped}  # fmt: skip
 
 
 def clean(storage: Path, _) -> dict:
@@ -99,7 +115,8 @@ def worker_kill(storage: Path, _) -> dict:
     run = start(storage)
     wait_for(a_checkpoint(storage))
     subprocess.run(["pkill", "-9", "-f", "ray::RayTrainWorker"])
-    return {"finished": finish(run) == 0}
+    finished = finish(run) == 0
+    return {"finished": finished, "note": resumed_once(storage) if finished else ""}
 
 
 def node_kill(storage: Path, _) -> dict:
@@ -115,7 +132,9 @@ def node_kill(storage: Path, _) -> dict:
         raylet = int(Path(f"/proc/{worker[0]}/stat").read_text().split(") ")[1].split()[1])  # the worker's parent
         (victim,) = [n for n in nodes if n.all_processes["raylet"][0].process.pid == raylet]
         cluster.remove_node(victim, allow_graceful=False)
-        return {"finished": finish(run) == 0}
+        finished = finish(run) == 0
+        note = f"killed the node (raylet {raylet}) of training worker {worker[0]}"
+        return {"finished": finished, "note": f"{note}; {resumed_once(storage)}" if finished else note}
     finally:
         cluster.shutdown()
 
@@ -202,14 +221,16 @@ def main() -> None:
             outcome = SCENARIOS[name](storage, Path(scratch))
             seconds = time.perf_counter() - started
             baseline = seconds if name == "clean" else baseline
-            counts = tally(storage) if (storage / "r" / "results").is_dir() else {"present": 0, "duplicated": 0,
-                                                                                    "lost": EXPECTED_ROWS}  # fmt: skip
-            note = outcome.get("note", "")
-            if counts.get("skipped_images"):
-                note += f"; {counts['skipped_images']} unreadable images skipped and counted"
+            counts = tally(storage)
+            notes = [outcome.get("note", "")]
+            if counts["skipped_images"]:
+                notes.append(f"{counts['skipped_images']} unreadable images skipped and counted (last epochs)")
+            if counts["other"]:
+                notes.append(f"{counts['other']} rows of units outside the plan")
             recovery = "-" if name == "clean" else f"{seconds - baseline:+.0f}"
-            print(f"{name:14s} {'yes' if outcome['finished'] else 'NO':>8s} {EXPECTED_ROWS:8d} {counts['present']:7d} "
-                  f"{counts['duplicated']:7d} {counts['lost']:4d} {recovery:>9s}  {note}", flush=True)  # fmt: skip
+            print(f"{name:14s} {'yes' if outcome['finished'] else 'NO':>8s} {counts['expected']:8d} "
+                  f"{counts['present']:7d} {counts['duplicated']:7d} {counts['lost']:4d} {recovery:>9s}  "
+                  f"{'; '.join(n for n in notes if n)}", flush=True)  # fmt: skip
     print(f"clean run: {baseline:.0f} s")
 
 

@@ -25,3 +25,18 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise DataFormatError(f"{what} not found: {path} is missing")
     return path
+
+
+def read_lines(path: Path, what: str) -> list[tuple[int, str]]:
+    """The non-blank lines of a text file, stripped, each with its line number. Windows line ends and a byte-order
+    mark read like any others; anything but UTF-8 text is a DataFormatError naming the file and line."""
+    data = require_file(path, what).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path}:{line}: not UTF-8 text (byte {data[error.start]:#04x}); is it the {what} of the dataset's "
+            "release? Re-extract or re-download it"
+        ) from None
+    return [(number, line.strip()) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]

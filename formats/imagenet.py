@@ -179,17 +179,26 @@ def _list_flat_imagenet_val(root: Path, images: Path) -> pa.Table:
             "the label file."
         )
     on_disk = {Path(name).stem: name for name in _images_in(images / "val")}
-    rows = []
-    with open(solution, newline="") as f:
-        for line_number, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                image_id, wnid = row["ImageId"], row["PredictionString"].split()[0]
-            except (KeyError, IndexError, AttributeError):
-                raise DataFormatError(f"{solution}:{line_number}: expected 'ImageId,<wnid> ...'") from None
-            if image_id not in on_disk:
-                raise DataFormatError(f"{solution}:{line_number}: no image {image_id} in {images / 'val'}")
-            rows.append((f"val/{on_disk[image_id]}", wnid))
-    rows.sort()
+    labelled = {}
+    try:
+        with open(solution, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not a column name
+            for line_number, row in enumerate(csv.DictReader(f), start=2):
+                try:
+                    image_id, wnid = row["ImageId"], row["PredictionString"].split()[0]
+                except (KeyError, IndexError, AttributeError):
+                    raise DataFormatError(f"{solution}:{line_number}: expected 'ImageId,<wnid> ...'") from None
+                if image_id not in on_disk:
+                    raise DataFormatError(f"{solution}:{line_number}: no image {image_id} in {images / 'val'}")
+                if not is_wnid(wnid):
+                    raise DataFormatError(f"{solution}:{line_number}: {wnid!r} is no wnid (like n01440764)")
+                if image_id in labelled:
+                    raise DataFormatError(f"{solution}:{line_number}: {image_id} is labelled a second time")
+                labelled[image_id] = wnid
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{solution} is not UTF-8 text ({error}); re-download or re-extract it") from None
+    if not labelled:
+        raise DataFormatError(f"{solution} labels no image: it holds no rows below its header")
+    rows = sorted((f"val/{on_disk[image_id]}", wnid) for image_id, wnid in labelled.items())
     return pa.table({"path": [p for p, _ in rows], "wnid": [w for _, w in rows]})
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,10 @@ def load_rgb(path: Path) -> Image.Image | None:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+    # Whatever a file holds, one of Pillow's many format plugins reads it, and a corrupt one makes them raise
+    # far more than OSError (ValueError from a garbled PPM header, DecompressionBombError from a header claiming
+    # billions of pixels, NotImplementedError from a DDS pixel format): each means this file cannot be decoded.
+    except Exception as error:
         log.warning("skipping unreadable image %s: %s", path, error)
         return None
 

@@ -80,9 +80,10 @@ def create_model(name: str, num_classes: int, args: dict | None = None, device=N
     return model
 
 
-def check_model(name: str, args: dict | None = None) -> None:
+def check_model(name: str, args: dict | None = None, image_size: int | None = None) -> None:
     """Raises an error naming the problem (an unknown name, with the nearest; an argument the model does
-    not take) unless ``name`` with ``args`` builds. Built on the meta device: no memory, no weights."""
+    not take; with ``image_size``, square images of that size it cannot take) unless ``name`` with ``args`` builds
+    and, given a size, runs a training step's forward pass. On the meta device: no memory, no weights."""
     _import_project_models()
     if not timm.is_model(name):
         raise unknown_model(name)
@@ -91,9 +92,18 @@ def check_model(name: str, args: dict | None = None) -> None:
     if name in _PROJECT_MODELS and set(args or {}) - own:
         raise ValueError(f"model {name} takes {', '.join(sorted(own))}, not {', '.join(sorted(set(args) - own))}")
     try:
-        create_model(name, 2, args, device="meta")
+        model = create_model(name, 2, args, device="meta")
     except (TypeError, ValueError) as error:
         raise ValueError(f"model {name} with args {dict(args or {})}: {error}") from None
+    if image_size is None:
+        return
+    try:  # two images: a batch norm in training mode needs more than one value per channel
+        model.train()(torch.empty(2, 3, image_size, image_size, device="meta"))
+    except (RuntimeError, TypeError, ValueError, AssertionError) as error:
+        raise ValueError(
+            f"model {name} with args {dict(args or {})} cannot take {image_size} x {image_size} px images "
+            f"(image_size): {error}"
+        ) from None
 
 
 def full_args(name: str, args: dict) -> dict:

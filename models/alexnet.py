@@ -33,8 +33,14 @@ class AlexNetConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"AlexNet variant must be one of {VARIANTS}, not {self.variant!r}")
-        if not 0 < self.width <= 4:
-            raise ValueError(f"AlexNet width must be in (0, 4], not {self.width}")
+        if not _is_number(self.width) or not 0 < self.width <= 4:
+            raise ValueError(f"AlexNet width must be a number in (0, 4], not {self.width!r}")
+        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:  # 1 would zero every activation
+            raise ValueError(f"AlexNet dropout must be a number in [0, 1), not {self.dropout!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class AlexNet(nn.Module):

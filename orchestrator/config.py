@@ -16,17 +16,22 @@ before Ray starts, so ``dry_run=true`` catches it. Nothing here imports training
 """
 
 import difflib
+import functools
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import GrammarParseError, OmegaConfBaseException
 
+import synthetic
+from formats.wordnet import UnknownClassError, synset_named
 from models import check_model
+from subsets.labels import UnknownLabelSetError, method_of
 from tasks import TASKS, datasets
 
 CONF_DIR = Path(__file__).parent / "conf"
@@ -63,16 +68,54 @@ FINDING_KEYS = {
     "paper": "the paper's own difference, in points, where ../shared/PAPERS.md confirms it",
 }
 PRETRAIN = "pretrain"  # a finding's task that names the pretraining's own validation top-1
-WHOLE_NUMBERS = {  # recipe keys that must be whole numbers >= 1, by section
-    "pretrain": ("epochs", "batch_size", "lr_step_epochs", "image_size"),
-    "finetune": ("epochs", "batch_size", "lr_step_epochs"),
-    "detect": ("iterations", "batch_size", "image_scale", "checkpoint_interval"),
-    "probe": ("batch_size", "iterations"),
-}
+MAX_SEED = 2**32 - 1  # the largest seed that numpy's legacy seeding, torch and the subset sampler all take
 
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a key may take, from low to high. The bounds keep out what no run means: past them a value is a
+    typo that would never finish (epochs=1e30), diverge, or overflow the 64-bit integers of a result row."""
+
+    low: float
+    high: float
+    whole: bool = True
+
+    def check(self, value, where: str) -> None:
+        kinds = (int,) if self.whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not self.low <= value <= self.high:
+            kind = "a whole number" if self.whole else "a number"
+            raise ConfigError(f"{where} must be {kind} >= {self.low} and <= {self.high}, not {value!r}")
+
+
+EPOCHS, BATCH_SIZE = Range(1, 10_000), Range(1, 65_536)
+LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = Range(1e-8, 10, whole=False), Range(0, 1, whole=False), Range(0, 1, whole=False)
+RECIPE_RANGES = {  # every key of each recipe section of conf/config.yaml
+    "pretrain": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "momentum": MOMENTUM,
+                 "weight_decay": WEIGHT_DECAY, "lr_step_epochs": EPOCHS,
+                 # 32 px: the embedded data's size; the model's own least input is checked by building it
+                 "image_size": Range(32, 1024)},
+    "finetune": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "momentum": MOMENTUM,
+                 "weight_decay": WEIGHT_DECAY, "lr_step_epochs": EPOCHS},
+    "probe": {"batch_size": BATCH_SIZE, "l2": Range(0, 1e6, whole=False), "iterations": Range(1, 1_000_000)},
+    "detect": {"iterations": Range(1, 10_000_000), "batch_size": Range(1, 1024), "lr": LEARNING_RATE,
+               "image_scale": Range(32, 2048), "checkpoint_interval": Range(1, 10_000_000)},
+}  # fmt: skip
+RESOURCE_RANGES = {
+    "num_workers": Range(1, 10_000),
+    "cpus_per_worker": Range(1, 1024),
+    "max_failures": Range(-1, 1000),  # -1: Ray restarts a failed worker group for ever
+    "loader_workers": Range(0, 256),
+    "finetune_groups": Range(1, 1000),
+}
+SEED = Range(0, MAX_SEED)
+IMAGES = Range(1, 10**9)  # images_per_class and budget ("all" for every image)
+POINTS_DIFFERENCE = Range(-100, 100, whole=False)  # a finding's above, below, within and paper: percent points
+# A run and a grid name folders and files of the store.
+NAME = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]{0,199}")
 
 
 def available(group: str) -> list[str]:
@@ -105,10 +148,18 @@ def load(overrides: list[str]) -> DictConfig:
     """The run configuration for these ``key=value`` overrides, checked."""
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
+        if not key:
+            raise ConfigError(f"the override {override!r} names no key: write key=value (keys: --help)")
         if key in ("grid", "scale") and "=" in override and override.split("=", 1)[1] not in available(key):
             raise ConfigError(f"unknown {key} {override.split('=', 1)[1]!r}; available: {', '.join(available(key))}")
     try:
         config = _compose(_as_meant(overrides))
+    except OverrideParseException as error:
+        given = next((o for o in overrides if o.lstrip("+~") == error.override.lstrip("+~")), error.override)
+        raise ConfigError(
+            f"cannot read the override {given!r}: write key=value, and quote a value that holds spaces, "
+            "non-ASCII letters or characters such as = , [ ] { } ( ) : ' \" (key='...')"
+        ) from None
     except (ConfigCompositionException, MissingConfigException, OmegaConfBaseException) as error:
         raise ConfigError(_explain(error, overrides)) from None
     check(config)
@@ -125,8 +176,8 @@ def _as_meant(overrides: list[str]) -> list[str]:
         return overrides
     try:
         base = _compose([o for o in overrides if o not in plain])
-    except (ConfigCompositionException, MissingConfigException, OmegaConfBaseException):
-        return overrides  # the error is not here: composing them as given names it
+    except (OverrideParseException, ConfigCompositionException, MissingConfigException, OmegaConfBaseException):
+        return overrides  # composing them as given names the error
     rewritten = []
     for override in overrides:
         key, _, value = override.partition("=")
@@ -143,8 +194,16 @@ def _as_meant(overrides: list[str]) -> list[str]:
 def _explain(error: Exception, overrides: list[str]) -> str:
     message = str(error)
     merging = re.match(r"Error merging override (.+?)=(.*)", message)
-    if merging:  # a value given per scale ({embedded: ..., paper: ...}) or a mapping, overridden with a plain value
+    if merging:  # a list, a value given per scale ({embedded: ..., paper: ...}) or a mapping, set to another shape
         key, value = merging.groups()
+        if isinstance(error.__cause__, GrammarParseError):
+            return (
+                f"cannot set {key} to {value}: ${{...}} in it is no interpolation OmegaConf reads; write \\${{ for a $"
+            )
+        if getattr(error.__cause__, "object_type", None) is list:
+            return (
+                f"cannot set {key} to {value}: {key} is a list here; give a list or replace it: ~{key} +{key}={value}"
+            )
         return (
             f"cannot set {key} to {value}: in this configuration {key} is a mapping (a value per scale, or keys); "
             f"set one entry ({key}.{{scale}}={value}) or replace it whole with ~{key} +{key}={value}"
@@ -164,8 +223,8 @@ def _explain(error: Exception, overrides: list[str]) -> str:
 
 
 def _unknown_keys(keys, valid, where: str) -> None:
-    for key in sorted(set(keys) - set(valid)):
-        close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
+    for key in sorted(set(keys) - set(valid), key=str):
+        close = difflib.get_close_matches(str(key), sorted(valid), n=3, cutoff=0.6)
         raise ConfigError(
             f"{where}: unknown key {key!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
             + f" Valid keys: {', '.join(sorted(valid))}"
@@ -184,33 +243,90 @@ def at_scale(value, scale: str, where: str):
 
 
 def check_recipe(section: str, recipe: dict, where: str) -> None:
-    for key in WHOLE_NUMBERS.get(section, ()):
-        value = recipe.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{where}.{key} must be a whole number >= 1, not {value!r}")
+    for key, value in recipe.items():
+        RECIPE_RANGES[section][key].check(value, f"{where}.{key}")
+
+
+def _names(value, where: str, example: str) -> list[str]:
+    """``value``, a list of names, each once."""
+    if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
+        raise ConfigError(f"{where} must be a list of names such as {example}, not {value!r}")
+    _once_each(value, where)
+    return value
+
+
+def _seeds(value, where: str) -> list[int]:
+    """``value``, a non-empty list of seeds, each once."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of whole numbers such as [0, 1], not {value!r}")
+    for seed in value:
+        SEED.check(seed, f"each of {where}")
+    _once_each(value, where)
+    return value
+
+
+def _once_each(values: list, where: str) -> None:
+    repeated = sorted({str(value) for value in values if values.count(value) > 1})
+    if repeated:
+        raise ConfigError(f"{where} lists {', '.join(repeated)} more than once: list each once")
+
+
+def _mapping(value, where: str, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be {what}, not {value!r}")
+    return value
 
 
 def grid_tasks(config: DictConfig) -> list[str]:
-    """The grid's tasks at the run's scale (a list, or a list per scale)."""
+    """The grid's tasks at the run's scale (a list, or a list per scale); none: pretrainings only."""
     tasks = OmegaConf.to_container(config.grid, resolve=True).get("tasks") or []
-    return list(at_scale(tasks, config.scale, "grid.tasks"))
+    return list(_names(at_scale(tasks, config.scale, "grid.tasks"), "grid.tasks", "[sun397, voc_action]"))
 
 
 def grid_seeds(config: DictConfig) -> list[int]:
     """The grid's fine-tuning seeds at the run's scale (default [0])."""
     seeds = at_scale(OmegaConf.to_container(config.grid, resolve=True).get("seeds", [0]), config.scale, "grid.seeds")
-    if not seeds or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
-        raise ConfigError(f"grid.seeds must be a list of whole numbers, not {seeds!r}")
-    return list(seeds)
+    return list(_seeds(seeds, "grid.seeds"))
 
 
 def _pretrain_seeds(grid: dict, scale: str) -> list[int] | None:
     seeds = at_scale(grid.get("pretrain_seeds"), scale, "grid.pretrain_seeds")
-    if seeds is None:
-        return None
-    if not seeds or not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds):
-        raise ConfigError(f"grid.pretrain_seeds must be a list of whole numbers, not {seeds!r}")
-    return list(seeds)
+    return None if seeds is None else list(_seeds(seeds, "grid.pretrain_seeds"))
+
+
+def _check_label_set(point: dict, where: str) -> None:
+    """The point's label set names one, and only extra_<N> sets have extra-class filters."""
+    name = point["label_set"]
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: label_set must be the name of a label set, such as fine, not {name!r}")
+    try:
+        method, number = method_of(name)
+    except UnknownLabelSetError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    if number is not None and number < 1:
+        raise ConfigError(f"{where}: label set {name} has no classes: its number counts them, from 1")
+    for key in ("extra_include_under", "extra_exclude_under"):
+        synsets = _names(point.get(key) or [], f"{where}: {key}", "[dog.n.01]")
+        if synsets and not method.adds_extra_classes:
+            raise ConfigError(f"{where}: {key} filters the classes extra_<N> label sets add; {name} adds none "
+                              "(give it on the extra_<N> points only)")  # fmt: skip
+        for synset in synsets:
+            try:
+                synset_named(synset)
+            except UnknownClassError as error:
+                raise ConfigError(f"{where}: {key}: {error}") from None
+
+
+def _point_model(model, model_args: dict, where: str) -> dict:
+    """``{name, args}`` of a point's model: a name (its args from model_args) or such a mapping."""
+    model = {"name": model} if isinstance(model, str) else model
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or set(model) - {"name", "args"}:
+        raise ConfigError(f"{where}: model is a name or a mapping {{name: ..., args: {{...}}}}, not {model!r}")
+    args = model.get("args", model_args.get(model["name"]))
+    if args is not None and not isinstance(args, dict):
+        raise ConfigError(f"{where}: the arguments of model {model['name']} (model_args.{model['name']}) are a "
+                          f"mapping such as {{width: 0.5}}, not {args!r}")  # fmt: skip
+    return {"name": model["name"], "args": dict(args or {})}
 
 
 def grid_points(config: DictConfig) -> list[dict]:
@@ -218,18 +334,20 @@ def grid_points(config: DictConfig) -> list[dict]:
     grid.points), label_set, images_per_class, budget, subset_seed, extra_include_under, extra_exclude_under,
     model ({name, args}) and the recipes (pretrain and each protocol's section, with the point's overrides);
     a point appears once per pretrain seed. Errors name the point and the key."""
-    grid = OmegaConf.to_container(config.grid, resolve=True)
+    whole = OmegaConf.to_container(config, resolve=True)
+    grid = whole["grid"]
     _unknown_keys(grid, GRID_KEYS, "grid")
     if grid.get("grids"):
         raise ConfigError(f"grid {grid.get('name')} is a union of grids: its points are its members' (experiments)")
     replicates = _pretrain_seeds(grid, config.scale)
     defaults = {key: value for key, value in grid.items() if key in POINT_KEYS}
     sections = {"pretrain", *(TASKS[name].protocol for name in TASKS.names())}
-    recipes = {section: at_scale(OmegaConf.to_container(config[section], resolve=True), config.scale, section)
-               for section in sections}  # fmt: skip
-    model_args = OmegaConf.to_container(config.model_args, resolve=True)
+    recipes = {section: at_scale(whole[section], config.scale, section) for section in sections}
+    listed = grid.get("points") or []
+    if not isinstance(listed, list):
+        raise ConfigError(f"grid.points must be a list of points such as [{{label_set: fine}}], not {listed!r}")
     points = []
-    for number, point in enumerate(grid.get("points") or [], start=1):
+    for number, point in enumerate(listed, start=1):
         where = f"grid point {number} ({point})"
         if not isinstance(point, dict):
             raise ConfigError(f"{where}: a point is a mapping of {', '.join(POINT_KEYS)}")
@@ -243,6 +361,7 @@ def grid_points(config: DictConfig) -> list[dict]:
             raise ConfigError(f"{where}: no label_set (give one in the point or at grid level)")
         if replicates is not None and "subset_seed" in merged:
             raise ConfigError(f"{where}: give subset_seed or grid.pretrain_seeds, not both")
+        _check_label_set(merged, where)
         if merged.get("images_per_class") == "all":
             merged["images_per_class"] = None
         resolved = {
@@ -253,23 +372,13 @@ def grid_points(config: DictConfig) -> list[dict]:
             "subset_seed": merged.get("subset_seed", 0),
             "extra_include_under": tuple(merged.get("extra_include_under") or ()),
             "extra_exclude_under": tuple(merged.get("extra_exclude_under") or ()),
-            "model": merged.get("model", config.model),
+            "model": _point_model(merged.get("model", whole["model"]), whole["model_args"], where),
         }
-        for key in ("images_per_class", "budget", "subset_seed"):
-            value = resolved[key]
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ConfigError(f"{where}: {key} must be a whole number, not {value!r}")
-        model = resolved["model"]
-        model = {"name": model} if isinstance(model, str) else model
-        if not isinstance(model, dict) or "name" not in model or set(model) - {"name", "args"}:
-            raise ConfigError(f"{where}: model is a name or a mapping {{name: ..., args: {{...}}}}, not {model!r}")
-        args = model.get("args", model_args.get(model["name"]))
-        if args is not None and not isinstance(args, dict):
-            raise ConfigError(f"{where}: the arguments of model {model['name']} (model_args.{model['name']}) are a "
-                              f"mapping such as {{width: 0.5}}, not {args!r}")  # fmt: skip
-        resolved["model"] = {"name": model["name"], "args": dict(args or {})}
+        for key, allowed in (("images_per_class", IMAGES), ("budget", IMAGES), ("subset_seed", SEED)):
+            if resolved[key] is not None:
+                allowed.check(resolved[key], f"{where}: {key}")
         for section, base in recipes.items():
-            override = merged.get(section) or {}
+            override = _mapping(merged.get(section) or {}, f"{where}: {section}", f"a mapping of {section} keys")
             _unknown_keys(override, base, f"{where}: {section}")
             resolved[section] = {**base, **override}
             check_recipe(section, resolved[section], section if not override else f"{where}: {section}")
@@ -289,7 +398,7 @@ def experiments(config: DictConfig) -> list[DictConfig]:
         raise ConfigError(f"grid {union['name']}: a union of grids (grid.grids) has no points of its own")
     shared = {key: value for key, value in union.items() if key not in ("name", "grids", "figure", "findings")}
     found = []
-    for name in union["grids"]:
+    for name in _names(union["grids"], "grid.grids", "[images_per_class, num_classes]"):
         if name not in available("grid"):
             raise ConfigError(
                 f"grid {union['name']}: unknown member grid {name!r}; grids: {', '.join(available('grid'))}"
@@ -322,8 +431,12 @@ def grid_findings(config: DictConfig, points: list[dict] | None = None) -> list[
     the run's points have no single such point), above, below or within (points, percent; one is set) and paper
     (the paper's difference, or None)."""
     points = points or grid_points(config)
+    listed = OmegaConf.to_container(config.grid, resolve=True).get("findings") or []
+    if not isinstance(listed, list):
+        raise ConfigError(f"grid.findings must be a list of findings (mappings of {', '.join(FINDING_KEYS)}), "
+                          f"not {listed!r}")  # fmt: skip
     findings = []
-    for number, finding in enumerate(OmegaConf.to_container(config.grid, resolve=True).get("findings") or [], 1):
+    for number, finding in enumerate(listed, 1):
         where = f"grid.findings[{number}]"
         if not isinstance(finding, dict):
             raise ConfigError(f"{where} is a mapping of {', '.join(FINDING_KEYS)}")
@@ -340,13 +453,19 @@ def grid_findings(config: DictConfig, points: list[dict] | None = None) -> list[
         if len({"above", "below", "within"} & set(finding)) != 1:
             raise ConfigError(f"{where}: give one of above (compare - against > X), below (compare - against < X) "
                               "or within (|compare - against| < X)")  # fmt: skip
+        for key in ("above", "below", "within", "paper"):
+            if finding.get(key) is not None:
+                POINTS_DIFFERENCE.check(finding[key], f"{where}.{key}")
+        for key in ("claim", "task"):
+            if not isinstance(finding[key], str) or not finding[key].strip():
+                raise ConfigError(f"{where}.{key} must be text ({FINDING_KEYS[key]}), not {finding[key]!r}")
         if finding["task"] != PRETRAIN and finding["task"] not in TASKS:
             close = difflib.get_close_matches(finding["task"], [*TASKS.names(), PRETRAIN], n=2)
             raise ConfigError(
                 f"{where}: unknown task {finding['task']!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
             )
         findings.append({
-            "claim": str(finding["claim"]), "task": finding["task"], "trend": finding.get("trend"),
+            "claim": finding["claim"], "task": finding["task"], "trend": finding.get("trend"),
             "compare": None if "trend" in finding else _one_point(finding["compare"], points, f"{where}.compare"),
             "against": None if "trend" in finding else _one_point(finding["against"], points, f"{where}.against"),
             "above": finding.get("above"), "below": finding.get("below"), "within": finding.get("within"),
@@ -360,32 +479,93 @@ def grid_figure(config: DictConfig) -> dict:
     figure = at_scale(
         OmegaConf.to_container(config.grid, resolve=True).get("figure") or {}, config.scale, "grid.figure"
     )
+    _mapping(figure, "grid.figure", "a mapping such as {x: labels, title: ...}")
     _unknown_keys(figure, ("x", "title"), "grid.figure")
-    x = figure.get("x", "label_set")
+    x, title = figure.get("x", "label_set"), figure.get("title", config.grid.name)
     if x not in FIGURE_AXES:
         raise ConfigError(f"grid.figure.x must be one of {', '.join(FIGURE_AXES)}, not {x!r}")
-    return {"x": x, "title": figure.get("title", config.grid.name)}
+    if not isinstance(title, str):
+        raise ConfigError(f"grid.figure.title must be text, not {title!r}")
+    return {"x": x, "title": title}
 
 
 def check(config: DictConfig) -> None:
-    """Values no schema catches: tasks, the models, the grid's points and findings, numbers that must be positive."""
+    """Values no schema catches: every section's keys, the run's settings, tasks, the models, the grid's points and
+    findings, numbers and their ranges."""
     try:
         missing = sorted(OmegaConf.missing_keys(config))
+        whole = OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as error:
-        raise ConfigError(str(error)) from None
+        reason = re.sub(r"^\w+ raised while resolving interpolation: ", "", str(error).splitlines()[0])
+        raise ConfigError(f"{getattr(error, 'full_key', 'a key')}: cannot resolve its value: {reason}") from None
     if missing:
         raise ConfigError(f"these keys need a value: {', '.join(missing)}")
-    for name in ("num_workers", "cpus_per_worker", "finetune_groups"):
-        if not isinstance(config.resources[name], int) or config.resources[name] < 1:
-            raise ConfigError(f"resources.{name} must be a whole number >= 1, not {config.resources[name]!r}")
+    _check_sections(whole)
+    _check_settings(whole)
     checked = set()
     for experiment in experiments(config):
         checked |= _check_experiment(experiment, checked)
 
 
+@functools.cache
+def _config_file() -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
+
+
+def _check_sections(whole: dict) -> None:
+    """Every section has the keys conf/config.yaml gives it: no more (a key added with +key=... is as unknown as
+    a misspelt one, and would reach a worker as an argument it does not take) and no fewer (one removed with ~)."""
+    base = _config_file()
+    sections = {key: set(value) for key, value in base.items() if isinstance(value, dict) and key != "model_args"}
+    sections["data"] = set(datasets())
+    expected = {*base, "data", "grid", "scale"} - {"defaults"}
+    _unknown_keys(whole, expected, "the configuration")
+    for key in sorted(expected - set(whole)):
+        raise ConfigError(f"{key} is missing: the run needs it (was it removed with ~{key}?)")
+    for section, keys in sections.items():
+        _mapping(whole[section], section, f"a mapping of {', '.join(sorted(keys))}")
+        _unknown_keys(whole[section], keys, section)
+        for key in sorted(keys - set(whole[section])):
+            raise ConfigError(f"{section}.{key} is missing: the run needs it (was it removed with ~{section}.{key}?)")
+    _mapping(whole["model_args"], "model_args", "a mapping of model names to their arguments")
+    grid = _mapping(whole["grid"], "grid", f"a mapping of {', '.join(sorted(GRID_KEYS))}")
+    if "name" not in grid:
+        raise ConfigError("grid.name is missing: a grid has a name (was it removed with ~grid.name?)")
+
+
+def _check_settings(whole: dict) -> None:
+    """The run's own settings: its name, storage, Ray, resources and data sources."""
+    for key, value in (("dry_run", whole["dry_run"]), ("report", whole["report"]),
+                       ("resources.use_gpu", whole["resources"]["use_gpu"])):  # fmt: skip
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, not {value!r}")
+    texts = {"storage": whole["storage"], "ray.dashboard_host": whole["ray"]["dashboard_host"],
+             **{f"data.{name}": source for name, source in whole["data"].items()}}  # fmt: skip
+    if whole["ray"]["address"] is not None:
+        texts["ray.address"] = whole["ray"]["address"]
+    for key, value in texts.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key} must be a path, URI or name, not {value!r}")
+    for name, source in whole["data"].items():
+        if source.startswith(synthetic.EMBEDDED) and source.removeprefix(synthetic.EMBEDDED) not in synthetic.scales(
+            name
+        ):
+            raise ConfigError(f"data.{name}={source}: the embedded {name} is generated at the scales "
+                              f"{', '.join(synthetic.scales(name))} (data.{name}=embedded:<scale>), or give a folder")  # fmt: skip
+    for key, name in (("run", whole["run"]), ("grid.name", whole["grid"]["name"])):
+        if name is not None and not (isinstance(name, str) and NAME.fullmatch(name)):
+            raise ConfigError(f"{key} names folders and files of the store: up to 200 characters, no / or \\ or "
+                              f"control characters, not starting with a dot; not {name!r}")  # fmt: skip
+    Range(1, 65_535).check(whole["ray"]["dashboard_port"], "ray.dashboard_port")
+    if whole["ray"]["max_concurrent_trials"] is not None:
+        Range(1, 100_000).check(whole["ray"]["max_concurrent_trials"], "ray.max_concurrent_trials")
+    for key, allowed in RESOURCE_RANGES.items():
+        allowed.check(whole["resources"][key], f"resources.{key}")
+
+
 def _check_experiment(config: DictConfig, checked_models: set[str]) -> set[str]:
-    """Checks one grid; returns the models it checked (each distinct network is built once: even on the meta
-    device, building one costs)."""
+    """Checks one grid; returns the models it checked, with their input sizes (each distinct network is built
+    once: even on the meta device, building one costs)."""
     where = f"grid {config.grid.name}: "
     tasks = grid_tasks(config)
     grid_seeds(config)
@@ -399,11 +579,12 @@ def _check_experiment(config: DictConfig, checked_models: set[str]) -> set[str]:
     points = grid_points(config)
     grid_findings(config, points)
     grid_figure(config)
-    models = {json.dumps(point["model"], sort_keys=True): point["model"] for point in points}
-    for key, model in models.items():
+    models = {json.dumps([p["model"], p["pretrain"]["image_size"]], sort_keys=True): p for p in points}
+    for key, point in models.items():
+        model = point["model"]
         if key not in checked_models:
             try:
-                check_model(model["name"], model["args"])
+                check_model(model["name"], model["args"], image_size=point["pretrain"]["image_size"])
             except ValueError as error:
                 raise ConfigError(str(error)) from None
         for task in tasks:

@@ -18,7 +18,15 @@ from omegaconf import DictConfig
 import synthetic
 from formats.imagenet import class_list
 from models import full_args
-from orchestrator.config import experiments, grid_figure, grid_findings, grid_points, grid_seeds, grid_tasks
+from orchestrator.config import (
+    ConfigError,
+    experiments,
+    grid_figure,
+    grid_findings,
+    grid_points,
+    grid_seeds,
+    grid_tasks,
+)
 from orchestrator.store import filesystem_of, join, write_whole
 from subsets.labels import adds_extra_classes
 from subsets.manifest import SubsetSpec
@@ -89,14 +97,18 @@ def _plan_experiment(
     seeds = grid_seeds(config)
     tasks = [TASKS[name] for name in grid_tasks(config)]
     points, measured = grid_points(config), {}
-    for point in points:
+    for number, point in enumerate(points, start=1):
         subset = SubsetSpec(
             label_set=point["label_set"], images_per_class=point["images_per_class"], budget=point["budget"],
             seed=point["subset_seed"], source=config.data.imagenet,
             extra_include_under=point["extra_include_under"], extra_exclude_under=point["extra_exclude_under"],
             extra_source=config.data.imagenet_extra if adds_extra_classes(point["label_set"]) else None,
-        ).fingerprinted(fingerprint_of)  # fmt: skip
-        labels = subset.resolve_labels(imagenet1k)
+        )  # fmt: skip
+        try:
+            labels = subset.resolve_labels(imagenet1k)
+        except ValueError as error:  # a label set the classes cannot make: random_5000 of 1000
+            raise ConfigError(f"grid {config.grid.name}, grid point {number}: {error}") from None
+        subset = subset.fingerprinted(fingerprint_of)
         model = point["model"]
         # The network is part of the recipe, under its name: the ids of AlexNet units planned before models had
         # a registry, when the recipe held an "alexnet" section, stay the same.

@@ -3,7 +3,7 @@
 generator), generated offline.
 
 Each dataset is named by its generator (``GENERATORS``, filled by ``@GENERATORS.register(name)`` above
-an ``ensure(scale, seed, workers) -> Path`` function) and built once under the data directory
+an ``ensure(scale, seed, workers) -> Path`` function whose module holds its ``SCALES``) and built once under the data directory
 (``formats.cache``), in a folder whose name carries a digest of every module that shapes it.
 ``resolve`` turns a data source, ``embedded:<scale>`` or the path of a real dataset, into a folder, and
 ``fingerprint`` says what it holds.
@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def resolve(dataset: str, source: str) -> Path:
     if source.startswith(EMBEDDED):
         return GENERATORS[dataset](source.removeprefix(EMBEDDED))
     return Path(source).expanduser().resolve()
+
+
+def scales(dataset: str) -> list[str]:
+    """The scales the embedded ``dataset`` is generated at (``embedded:<scale>``)."""
+    return sorted(sys.modules[GENERATORS[dataset].__module__].SCALES)
 
 
 def fingerprint(dataset: str, source: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from formats import GENERATE_HINT, DataFormatError, require_file
+from formats import GENERATE_HINT, DataFormatError, read_lines
 from synthetic import GENERATORS, ensure_dataset, run_parallel
 from synthetic.render import object_image
 from synthetic.scenes import looks_under
@@ -47,23 +47,47 @@ def meta_dir(root: Path) -> Path:
 
 
 def check_layout(root: Path) -> None:
-    for name in ("classes.txt", "train.txt", "test.txt"):
-        require_file(meta_dir(root) / name, f"Food-101 meta/{name}")
+    """Reads both splits as the worker will, every listed image known to exist."""
+    for split in ("train", "test"):
+        read(root, split)
 
 
 def read(root: Path, split: str, seed: int = 0) -> Examples:
+    """The split's images; errors name the file and line: a class or image listed twice, a line that is not
+    ``<class>/<id>``, an image not on disk, a file that lists none."""
     meta = meta_dir(root)
-    classes = require_file(meta / "classes.txt", "Food-101 meta/classes.txt").read_text().split()
+    classes = _classes(meta / "classes.txt")
     index = {name: i for i, name in enumerate(classes)}
-    listing = require_file(meta / f"{split}.txt", f"Food-101 meta/{split}.txt")
-    paths, targets = [], []
-    for number, line in enumerate(listing.read_text().split(), start=1):
-        dish = line.split("/", 1)[0]
-        if dish not in index or "/" not in line:
+    listing = meta / f"{split}.txt"
+    paths, targets, first_seen = [], [], {}
+    for number, line in read_lines(listing, f"Food-101 meta/{split}.txt"):
+        dish, _, image_id = line.partition("/")
+        if dish not in index or not image_id or "/" in image_id:
             raise DataFormatError(f"{listing}:{number}: {line!r} is not '<class>/<id>' with a class of classes.txt")
-        paths.append(f"images/{line}.jpg")
+        if line in first_seen:
+            raise DataFormatError(
+                f"{listing}:{number}: {line} is listed again (first on line {first_seen[line]}); list each image once"
+            )
+        first_seen[line] = number
+        path = f"images/{line}.jpg"
+        if not (Path(root) / path).is_file():
+            raise DataFormatError(f"{listing}:{number}: the image {Path(root) / path} is missing; re-extract Food-101")
+        paths.append(path)
         targets.append(index[dish])
+    if not paths:
+        raise DataFormatError(f"{listing} lists no images")
     return Examples(Path(root), paths, targets, classes)
+
+
+def _classes(class_file: Path) -> list[str]:
+    classes = []
+    for number, name in read_lines(class_file, "Food-101 meta/classes.txt"):
+        if name in classes:
+            raise DataFormatError(f"{class_file}:{number}: class {name} is listed again; list each class once")
+        classes.append(name)
+    if not classes:
+        raise DataFormatError(f"{class_file} lists no classes")
+    return classes
 
 
 # The synthetic twin ----------------------------------------------------------------------------------------------

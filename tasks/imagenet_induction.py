@@ -10,10 +10,12 @@ Each class's validation images are split in two halves by a keyed hash of their 
 key): the probes learn on one half and are scored on the other, so seeds give independent splits.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from formats import DataFormatError
 from formats.imagenet import imagenet_image_root, list_imagenet
 from formats.wordnet import label_name, synset_of
 from subsets.labels import label_set
@@ -33,6 +35,11 @@ def held_out_half(root: Path, split: str, seed: int) -> tuple[Path, list[str], l
     position = listing.groupby("wnid").cumcount().to_numpy()
     size = listing.groupby("wnid")["path"].transform("size").to_numpy()
     chosen = listing[(position < size // 2) == (split == HALVES[0])]
+    if chosen.empty:
+        raise DataFormatError(
+            f"{root}: the {split} half of the ImageNet validation images is empty: the probes need classes with at "
+            "least two validation images each"
+        )
     return imagenet_image_root(Path(root)), chosen["path"].tolist(), chosen["wnid"].tolist()
 
 
@@ -55,6 +62,17 @@ def evaluate(scores: np.ndarray, labels: np.ndarray) -> dict:
     return {"top1": top1(scores, labels)}
 
 
+def reading_both_halves(read: Callable[..., Examples]) -> Callable[[Path], None]:
+    """A layout check that reads both halves as the worker will: an empty half, or a class list that the label
+    set cannot be built on, is named before anything starts."""
+
+    def check_layout(root: Path) -> None:
+        for split in HALVES:
+            read(root, split)
+
+    return check_layout
+
+
 for name, read, what in (("imagenet_fine", read_fine, "the 1000 fine classes"),
                          ("imagenet_coarse", read_coarse, f"the {COARSE} coarse labels")):  # fmt: skip
     register(
@@ -63,7 +81,7 @@ for name, read, what in (("imagenet_fine", read_fine, "the 1000 fine classes"),
             dataset="imagenet",
             protocol="probe",
             metric="top1",  # of the linear probe; the nearest neighbour's is nn_top1
-            check_layout=lambda root: list_imagenet(root, "val"),
+            check_layout=reading_both_halves(read),
             description=f"held-out ImageNet validation images, fixed features probed against {what}",
             read=read,
             splits=HALVES,

@@ -12,13 +12,19 @@ def read(root: Path, split: str, seed: int = 0) -> Examples:
     return Examples(Path(root), [path for path, _ in samples], [label for _, label in samples], classes)
 
 
+def check_layout(root: Path) -> None:
+    """Reads both splits as the worker will, every listed image known to exist."""
+    for split in ("train", "test"):
+        list_sun397(root, split, 1)
+
+
 register(
     Task(
         name="sun397",
         dataset="sun397",
         protocol="finetune",
         metric="top1",
-        check_layout=lambda root: list_sun397(root, "test", 1),
+        check_layout=check_layout,
         description="SUN397 scenes, partition 1, train -> test; top-1",
         read=read,
         evaluate=lambda scores, labels: {"top1": top1(scores, labels)},

@@ -226,6 +226,7 @@ def test_voc_action_reads_each_person_with_its_actions(tmp_path):
     year = tmp_path / "VOC2012"
     (year / "Annotations").mkdir(parents=True)
     (year / "Annotations" / "2010_000001.xml").write_text(VOC2012_ACTION_XML)
+    write_image(year / "JPEGImages" / "2010_000001.jpg", size=(500, 375))
     (year / "ImageSets" / "Action").mkdir(parents=True)
     (year / "ImageSets" / "Action" / "train.txt").write_text("2010_000001\n")
     people = list_voc_action(tmp_path, "train")

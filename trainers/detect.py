@@ -13,6 +13,7 @@ there when called again.
 """
 
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -23,6 +24,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import mmcv
 import torch
 import torch.distributed as dist
 from mmdet.evaluation.functional import eval_map
@@ -36,6 +39,7 @@ from mmengine.model import BaseModule
 from mmengine.runner import CheckpointLoader, Runner
 from torch import nn
 
+from formats import DataFormatError
 from formats.voc import VOC_CLASSES, list_voc_detection, voc_year_dir
 from models import load_checkpoint
 from models.alexnet import AlexNet, AlexNetConfig
@@ -43,6 +47,8 @@ from trainers import PROTOCOLS, Transfer
 
 CONFIG = Path(__file__).parent / "configs" / "faster_rcnn_alexnet_voc07.py"
 TRUNK_STRIDE = {"imagenet": 16, "small": 4}  # conv1-conv5, see models/alexnet.py
+SPLITS = {"train": "trainval", "test": "test"}  # the data loader's split: VOC 2007's
+log = logging.getLogger(__name__)
 
 
 @MODELS.register_module()
@@ -185,16 +191,46 @@ def trust_own_checkpoints(work_dir: str) -> None:
 
 
 def check_inputs(checkpoint: Path, voc_root: Path) -> Path:
-    """The VOCdevkit folder, once the checkpoint and both VOC 2007 splits are known to be readable; errors name
-    the path and the fix before mmengine starts."""
+    """The VOCdevkit folder, once it and the checkpoint are known to exist; errors name the path and the fix before
+    mmengine starts (``readable_split_lists`` reads the splits)."""
     if not checkpoint.is_file():
         raise FileNotFoundError(
             f"AlexNet checkpoint {checkpoint} does not exist: pass a file written by "
             f"models.save_checkpoint (a pretraining's output)."
         )
-    for split in ("trainval", "test"):
-        list_voc_detection(voc_root, split)  # raises DataFormatError naming the missing or malformed file
     return voc_year_dir(voc_root, "2007").parent
+
+
+def decodes(path: Path) -> bool:
+    """Whether MMDetection's image loading (mmcv's OpenCV decoder) decodes the file."""
+    try:
+        return mmcv.imfrombytes(path.read_bytes(), flag="color", backend="cv2") is not None
+    except (OSError, cv2.error):  # a file gone, or one OpenCV refuses outright (an empty one)
+        return False
+
+
+def readable_split_lists(data_root: Path, work_dir: Path) -> tuple[dict[str, Path], int]:
+    """For each data loader, the ids of its VOC 2007 split's images that decode, in a list written into
+    ``work_dir`` for MMDetection to read instead of the split's own; and how many images were left out.
+    MMDetection fails the worker on an image it cannot decode (in the test split it could not even skip it), so
+    each such image is logged, left out and counted here. Malformed annotations are DataFormatErrors naming
+    the file, raised before anything is written."""
+    year_dir = data_root / "VOC2007"
+    listed = {loader: [i.image_id for i in list_voc_detection(data_root, split)] for loader, split in SPLITS.items()}
+    work_dir.mkdir(parents=True, exist_ok=True)
+    lists, skipped = {}, 0
+    for loader, ids in listed.items():
+        readable = [i for i in ids if decodes(year_dir / "JPEGImages" / f"{i}.jpg")]  # the path MMDetection reads
+        for image_id in sorted(set(ids) - set(readable)):
+            log.warning("skipping unreadable image %s", year_dir / "JPEGImages" / f"{image_id}.jpg")
+        if not readable:
+            raise DataFormatError(f"no image of VOC 2007 {SPLITS[loader]} in {year_dir / 'JPEGImages'} decodes")
+        skipped += len(ids) - len(readable)
+        lists[loader] = work_dir / f"{SPLITS[loader]}_readable.txt"
+        partial = lists[loader].with_name(f".{lists[loader].name}.{os.getpid()}")  # ranks may share the work_dir
+        partial.write_text("".join(f"{image_id}\n" for image_id in readable))
+        partial.replace(lists[loader])
+    return lists, skipped
 
 
 def distributed_launch() -> dict:
@@ -233,10 +269,14 @@ def learning_rate_schedule(iterations: int) -> list[dict]:
     return schedule
 
 
-def set_data(cfg: Config, data_root: Path, image_scale: int, batch_size: int, workers: int) -> None:
+def set_data(
+    cfg: Config, data_root: Path, image_scale: int, batch_size: int, workers: int, split_lists: dict | None
+) -> None:
     scale = (round(image_scale * 5 / 3), image_scale)  # Fast R-CNN's 1000 x 600 px box at 600
-    for loader in (cfg.train_dataloader, cfg.test_dataloader):
+    for name, loader in (("train", cfg.train_dataloader), ("test", cfg.test_dataloader)):
         loader.dataset.data_root = str(data_root)
+        if split_lists is not None:
+            loader.dataset.ann_file = str(split_lists[name].resolve())
         loader.num_workers = workers
         loader.persistent_workers = workers > 0
         for step in loader.dataset.pipeline:
@@ -285,11 +325,13 @@ def detector_config(
     image_scale: int,
     checkpoint_interval: int,
     workers: int,
+    split_lists: dict[str, Path] | None = None,
 ) -> Config:
-    """The config file with everything that depends on this run filled in."""
+    """The config file with everything that depends on this run filled in; ``split_lists`` (``train``, ``test``):
+    lists of image ids that the data loaders read instead of VOC 2007's trainval and test lists."""
     cfg = Config.fromfile(CONFIG)
     set_alexnet(cfg, checkpoint, image_scale)
-    set_data(cfg, data_root, image_scale, batch_size, workers)
+    set_data(cfg, data_root, image_scale, batch_size, workers, split_lists)
     cfg.train_cfg.max_iters = iterations
     cfg.param_scheduler = learning_rate_schedule(iterations)
     cfg.optim_wrapper.optimizer.lr = lr
@@ -335,11 +377,13 @@ def finetune_detection(
 
     Returns ``map`` (11-point, IoU 0.5), ``ap_per_class`` (NaN for classes absent from the test set),
     ``images_per_second`` (training, all ranks; NaN when this call trained fewer than 2 iterations),
-    ``iterations`` (trained in total), ``resumed_from`` (the iteration this call started at), and
-    ``train_images`` and ``test_images`` (trainval images with an object to learn from, test images).
+    ``iterations`` (trained in total), ``resumed_from`` (the iteration this call started at), ``train_images``
+    and ``test_images`` (trainval images with an object to learn from, test images) and ``unreadable_skipped``
+    (images of either split that cannot be decoded, left out of both).
     """
     checkpoint, work_dir = Path(checkpoint), Path(work_dir)
     data_root = check_inputs(checkpoint, Path(voc_root))
+    split_lists, unreadable = readable_split_lists(data_root, work_dir)
     cfg = detector_config(
         checkpoint,
         data_root,
@@ -351,6 +395,7 @@ def finetune_detection(
         image_scale=image_scale,
         checkpoint_interval=checkpoint_interval,
         workers=workers,
+        split_lists=split_lists,
     )
     trust_own_checkpoints(cfg.work_dir)
     if resume_from is not None and not (work_dir / "last_checkpoint").exists():
@@ -374,6 +419,7 @@ def finetune_detection(
         "resumed_from": timer.first_iteration,
         "train_images": len(runner.train_dataloader.dataset),
         "test_images": len(runner.test_dataloader.dataset),
+        "unreadable_skipped": unreadable,
     }
     if runner.rank == 0:
         (work_dir / "result.json").write_text(json.dumps(result, indent=1))
@@ -397,5 +443,6 @@ def detect_unit(transfer: Transfer) -> dict:
     per_class = {f"ap_{name}": None if math.isnan(ap) else ap for name, ap in outcome["ap_per_class"].items()}
     return {
         "map": outcome["map"], **per_class, "images_per_s": outcome["images_per_second"],
-        **{key: outcome[key] for key in ("iterations", "resumed_from", "train_images", "test_images")},
+        **{key: outcome[key] for key in ("iterations", "resumed_from", "train_images", "test_images",
+                                         "unreadable_skipped")},
     }  # fmt: skip
