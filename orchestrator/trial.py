@@ -173,11 +173,10 @@ def _changed_data(units: list) -> dict[str, str]:
     for source in {(TASKS[u["task"]].dataset, u["data_source"]) for u in units}:
         held[source] = synthetic.fingerprint(*source)
     return {
-        u["unit_id"]: (
-            f"data.{TASKS[u['task']].dataset}={u['data_source']} on {socket.gethostname()} holds other files than when "
-            f"the run was planned ({held[TASKS[u['task']].dataset, u['data_source']]}, planned on "
-            f"{u['data_fingerprint']}): files were added, removed or rewritten since, or this node has another copy. "
-            "Give every node the same data and rerun the command: it plans on what the data holds then."
+        u["unit_id"]: synthetic.changed_since_planned(
+            f"data.{TASKS[u['task']].dataset}={u['data_source']}",
+            u["data_fingerprint"],
+            held[TASKS[u["task"]].dataset, u["data_source"]],
         )
         for u in units
         if held[TASKS[u["task"]].dataset, u["data_source"]] != u["data_fingerprint"]

@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,11 +188,9 @@ def build(spec: SubsetSpec) -> Subset:
     if spec.data_fingerprint is None:
         spec = dataclasses.replace(spec, data_fingerprint=held)
     elif spec.data_fingerprint != held:
+        sources = f"{spec.source}{f' and {spec.extra_source}' if spec.extra_source else ''}"
         raise DataFormatError(
-            f"the ImageNet data ({spec.source}{f' and {spec.extra_source}' if spec.extra_source else ''}) on "
-            f"{socket.gethostname()} holds other files than when the run was planned ({held}, planned on "
-            f"{spec.data_fingerprint}): files were added, removed or rewritten since, or this node has another "
-            "copy. Give every node the same data and rerun the command: it plans on what the data holds then."
+            synthetic.changed_since_planned(f"the ImageNet data ({sources})", spec.data_fingerprint, held)
         )
     root = spec.root()
     extra_root = spec.extra_root() if adds_extra_classes(spec.label_set) else None

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import multiprocessing
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,6 +78,16 @@ def fingerprint(dataset: str, source: str) -> str:
         return f"{source}@{code_version(Path(inspect.getsourcefile(GENERATORS[dataset])).resolve())}"
     root = Path(source).expanduser()
     return folder_fingerprint(root) if root.is_dir() else "absent"
+
+
+def changed_since_planned(source: str, planned: str, held: str) -> str:
+    """Why a unit may not read a data source that no longer holds what its run planned on."""
+    return (
+        f"{source} on {socket.gethostname()} holds other data than when the run was planned ({held}, planned on "
+        f"{planned}): files were added, removed or rewritten since, this node has another copy, or (embedded data) "
+        "other code generates it. Give every node the same data and code and rerun the command: it plans on what the "
+        "data holds then."
+    )
 
 
 def run_parallel(work: Callable, tasks: Sequence, desc: str, workers: int | None = None) -> list:

@@ -59,7 +59,7 @@ def test_a_subset_is_never_built_from_other_data_than_its_run_planned_on(tmp_pat
     root = hand_made_imagenet(tmp_path / "imagenet")
     planned = SubsetSpec("fine", images_per_class=2, seed=3, source=str(root)).fingerprinted()
     (root / "train" / CLASSES[2] / f"{CLASSES[2]}_1.JPEG").write_bytes(b"rewritten")
-    with pytest.raises(DataFormatError, match="holds other files than when the run was planned"):
+    with pytest.raises(DataFormatError, match="holds other data than when the run was planned"):
         build(planned)
     rebuilt = build(planned.fingerprinted())
     assert rebuilt.facts["spec"]["data_fingerprint"] != planned.data_fingerprint
@@ -116,4 +116,4 @@ def test_fine_tunings_of_data_changed_since_planning_fail_with_the_cause(tmp_pat
     assert _changed_data(units) == {}
     next(sun397.rglob("*.jpg")).unlink()
     changed = _changed_data(units)
-    assert list(changed) == ["a"] and "holds other files than when the run was planned" in changed["a"]
+    assert list(changed) == ["a"] and "holds other data than when the run was planned" in changed["a"]
