@@ -91,9 +91,12 @@ class DriverLock:
         self._stop.set()
         if self._heartbeat.is_alive():
             self._heartbeat.join()
-        current = self.holder()
-        if current is not None and current["token"] == self.claim["token"]:
-            self.filesystem.delete_file(self.path)
+        try:
+            current = self.holder()
+            if current is not None and current["token"] == self.claim["token"]:
+                self.filesystem.delete_file(self.path)
+        except OSError as error:  # the storage is away: the claim goes stale, and the next driver takes it over
+            print(f"could not give back the run's claim {self._uri()}: {error}", file=sys.stderr)
 
     def __enter__(self):
         self.acquire()
