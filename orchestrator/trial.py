@@ -92,8 +92,20 @@ def _fit(train_fn, loop_config: dict, name: str, settings: dict, state_file: str
         scaling_config=_scaling(settings),
         run_config=_run_config(name, settings),
     ).fit()
+    _remove_orphaned_checkpoints(result)
     with result.checkpoint.as_directory() as directory:
         return result.checkpoint, torch.load(Path(directory) / state_file, weights_only=True)
+
+
+def _remove_orphaned_checkpoints(result) -> None:
+    """Deletes the checkpoint folders of a finished Train run that its checkpoint manager does not hold: those of an
+    attempt whose workers were killed, which Ray Train neither keeps nor deletes, and which would fill the storage."""
+    held = [result.checkpoint, *(checkpoint for checkpoint, _ in result.best_checkpoints or [])]
+    kept = {checkpoint.path.rstrip("/").rsplit("/", 1)[-1] for checkpoint in held if checkpoint is not None}
+    for entry in result.filesystem.get_file_info(pafs.FileSelector(result.path, allow_not_found=True)):
+        orphaned = entry.base_name.startswith("checkpoint_") and entry.base_name not in kept
+        if orphaned and entry.type == pafs.FileType.Directory:
+            result.filesystem.delete_dir(entry.path)
 
 
 def _failed(error: BaseException) -> str:
