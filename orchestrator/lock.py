@@ -21,9 +21,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import pyarrow.fs as pafs
-
-from orchestrator.store import filesystem_of, join, write_whole
+from orchestrator.store import filesystem_of, join, uri_of, write_whole
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
@@ -32,10 +30,6 @@ SETTLE_S = 2.0
 
 class RunHeld(RuntimeError):
     """Another live driver holds the run."""
-
-
-def _now() -> float:
-    return time.time()
 
 
 def _stamp(seconds: float) -> str:
@@ -59,7 +53,7 @@ class DriverLock:
         self.filesystem, path = filesystem_of(run_dir)
         self.path, self.run, self.on_lost = join(path, "driver.json"), run, on_lost
         self.claim = {"token": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
-                      "started_at": _now(), "command": " ".join(sys.argv)}  # fmt: skip
+                      "started_at": time.time(), "command": " ".join(sys.argv)}  # fmt: skip
         self.lost = False
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="driver-heartbeat", daemon=True)
@@ -96,7 +90,7 @@ class DriverLock:
             if current is not None and current["token"] == self.claim["token"]:
                 self.filesystem.delete_file(self.path)
         except OSError as error:  # the storage is away: the claim goes stale, and the next driver takes it over
-            print(f"could not give back the run's claim {self._uri()}: {error}", file=sys.stderr)
+            print(f"could not give back the run's claim {uri_of(self.filesystem, self.path)}: {error}", file=sys.stderr)
 
     def __enter__(self):
         self.acquire()
@@ -108,26 +102,22 @@ class DriverLock:
     def _live(self, holder: dict) -> bool:
         if holder["host"] == self.claim["host"]:
             return _process_runs(holder["pid"])
-        return _now() - holder["heartbeat_at"] < STALE_AFTER_S
+        return time.time() - holder["heartbeat_at"] < STALE_AFTER_S
 
     def _held_message(self, holder: dict) -> str:
-        beat = _now() - holder["heartbeat_at"]
+        beat = time.time() - holder["heartbeat_at"]
         where = f"pid {holder['pid']} on {holder['host']}"
         return (
             f"run {self.run} is held by another driver: {where}, started {_stamp(holder['started_at'])} "
             f"({holder['command']}), last heartbeat {beat:.0f} s ago. Two drivers on one run would run its units "
             f"twice. Wait for it to finish, or stop it (kill {holder['pid']} on {holder['host']}) and run this "
             f"command again: a driver that died is taken over at once on its own host and {STALE_AFTER_S:.0f} s "
-            f"after its last heartbeat elsewhere. Or give this run another name (run=...). The claim is {self._uri()}."
+            f"after its last heartbeat elsewhere. Or give this run another name (run=...). The claim is {uri_of(self.filesystem, self.path)}."
         )
-
-    def _uri(self) -> str:
-        local = isinstance(self.filesystem, pafs.LocalFileSystem)
-        return self.path if local else f"{self.filesystem.type_name}://{self.path}"
 
     def _write(self) -> None:
         self.filesystem.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
-        write_whole(self.filesystem, self.path, json.dumps({**self.claim, "heartbeat_at": _now()}).encode())
+        write_whole(self.filesystem, self.path, json.dumps({**self.claim, "heartbeat_at": time.time()}).encode())
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

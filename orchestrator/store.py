@@ -105,6 +105,11 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
+def uri_of(filesystem: pafs.FileSystem, path: str) -> str:
+    """The URI of ``path`` on ``filesystem`` that ``filesystem_of`` reads back: the path itself on a local disk."""
+    return path if isinstance(filesystem, pafs.LocalFileSystem) else f"{filesystem.type_name}://{path}"
+
+
 class Store:
     def __init__(self, uri: str):
         """``uri``: the results folder, a local path or a pyarrow filesystem URI."""

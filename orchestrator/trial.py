@@ -21,7 +21,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 import synthetic
-from orchestrator.store import Store, filesystem_of, join, write_whole
+from orchestrator.store import Store, filesystem_of, join, uri_of, write_whole
 from subsets.manifest import SubsetSpec, build
 from tasks import TASKS
 from trainers import pretrain, transfer
@@ -138,7 +138,7 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
         final = history[-1]
         row |= {"status": "ok", "value": final["val_top1"], "metrics": {"final": final, "history": history},
                 "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
-                "checkpoint": _uri(checkpoint)}  # fmt: skip
+                "checkpoint": uri_of(checkpoint.filesystem, checkpoint.path)}  # fmt: skip
     except Exception as error:  # the unit fails alone: its row says why, the sweep goes on
         row |= {"status": "failed", "error": _failed(error)}
     row["wall_time_s"] = time.perf_counter() - started
@@ -167,7 +167,7 @@ def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint
         row = {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretrain_id,
                "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"],
                "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"), "data_fingerprint": unit["data_fingerprint"],
-               "checkpoint": _uri(checkpoint), "wall_time_s": time.perf_counter() - started}  # fmt: skip
+               "checkpoint": uri_of(checkpoint.filesystem, checkpoint.path), "wall_time_s": time.perf_counter() - started}  # fmt: skip
         outcome = results.get(unit["unit_id"])
         if outcome is None:
             cause = changed.get(unit["unit_id"]) or error or "the fine-tuning group ended without this unit's result"
@@ -181,17 +181,14 @@ def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint
 
 def _changed_data(units: list) -> dict[str, str]:
     """unit id -> why, for the units whose data no longer holds what the run planned on (on this node)."""
-    held = {}
-    for source in {(TASKS[u["task"]].dataset, u["data_source"]) for u in units}:
-        held[source] = synthetic.fingerprint(*source)
+    source_of = {u["unit_id"]: (TASKS[u["task"]].dataset, u["data_source"]) for u in units}
+    held = {source: synthetic.fingerprint(*source) for source in set(source_of.values())}
     return {
         u["unit_id"]: synthetic.changed_since_planned(
-            f"data.{TASKS[u['task']].dataset}={u['data_source']}",
-            u["data_fingerprint"],
-            held[TASKS[u["task"]].dataset, u["data_source"]],
+            "data.{}={}".format(*source_of[u["unit_id"]]), u["data_fingerprint"], held[source_of[u["unit_id"]]]
         )
         for u in units
-        if held[TASKS[u["task"]].dataset, u["data_source"]] != u["data_fingerprint"]
+        if held[source_of[u["unit_id"]]] != u["data_fingerprint"]
     }
 
 
@@ -202,12 +199,6 @@ def _publish_manifest(local: Path, settings: dict, subset_hash: str) -> str:
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
     write_whole(filesystem, path, local.read_bytes())
     return target
-
-
-def _uri(checkpoint: Checkpoint) -> str:
-    if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
-        return checkpoint.path
-    return f"{checkpoint.filesystem.type_name}://{checkpoint.path}"
 
 
 def _checkpoint(uri: str) -> Checkpoint:

@@ -45,12 +45,17 @@ def code_version(generator_file: Path | None = None) -> str:
     return digest.hexdigest()[:8]
 
 
+def generator_version(function: Callable) -> str:
+    """The ``code_version`` of the data that a function of a generator's file makes."""
+    return code_version(Path(inspect.getsourcefile(function)).resolve())
+
+
 def ensure_dataset(name: str, scales: dict, scale: str, seed: int, generate: Callable, workers=None) -> Path:
     """The synthetic dataset ``name`` at this scale and seed, generated on first use by
     ``generate(out_dir, scales[scale], seed, workers)``."""
     if scale not in scales:
         raise ValueError(f"unknown scale {scale!r} for {name}; choose one of {sorted(scales)}")
-    version = code_version(Path(inspect.getsourcefile(generate)).resolve())
+    version = generator_version(generate)
     target = data_dir() / "synthetic" / f"{name}-{scale}-seed{seed}-{version}"
     return build_once(target, lambda out: generate(out, scales[scale], seed, workers))
 
@@ -75,7 +80,7 @@ def fingerprint(dataset: str, source: str) -> str:
     again a folder whose files changed); a real dataset: its folder's ``formats.cache.fingerprint`` (``absent``
     where there is none yet: a dry run may plan for data on another machine; a run checks it first)."""
     if source.startswith(EMBEDDED):
-        return f"{source}@{code_version(Path(inspect.getsourcefile(GENERATORS[dataset])).resolve())}"
+        return f"{source}@{generator_version(GENERATORS[dataset])}"
     root = Path(source).expanduser()
     return folder_fingerprint(root) if root.is_dir() else "absent"
 
