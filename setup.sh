@@ -5,6 +5,7 @@
 # the project's own wheel cache, keyed by everything the build depends on, never in pip's cache.
 #   SETUP_MMCV_FROM_SOURCE=1 ./setup.sh    compile mmcv's ops even when a cached wheel exists (CI)
 #   TRANSFER_GRIDS_WHEELS=DIR              where built wheels are kept (default ~/.cache/transfer-grids/wheels)
+#   SETUP_TESTS=0 ./setup.sh               what a cluster node runs: no test tools, no Chromium (the Dockerfile)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,7 +35,8 @@ if [ ! -f "$WORDNET_DIR/data.noun" ]; then
     apt_install wordnet-base "WordNet 3.0 is missing ($WORDNET_DIR/data.noun)." \
         "set WORDNET_DIR to a folder holding WordNet 3.0's dict files." "$(own "$WORDNET_DIR" /usr/share/wordnet)"
 fi
-if [ ! -x "$CHROMIUM" ]; then
+tests=${SETUP_TESTS:-1}
+if [ "$tests" = 1 ] && [ ! -x "$CHROMIUM" ]; then
     apt_install chromium "Chromium, the browser the report page's test opens, is missing ($CHROMIUM)." \
         "set CHROMIUM to a Chromium or Chrome binary." "$(own "$CHROMIUM" /usr/bin/chromium)"
 fi
@@ -143,14 +145,14 @@ EOF
 }
 
 stamp=.venv/.setup-done
-fingerprint=$(cat pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)
+fingerprint=$( (cat pyproject.toml setup.sh; echo "tests=$tests") | sha256sum | cut -d' ' -f1)
 if [ "${SETUP_MMCV_FROM_SOURCE:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ]; then
     echo "setup.sh: .venv is up to date"
 else
     [ -x "$venv_python" ] || "$python" -m venv .venv
     "${pip[@]}" "$(pin torch)" "$(pin torchvision)"
     install_mmcv
-    "${pip[@]}" -e '.[test]'
+    if [ "$tests" = 1 ]; then "${pip[@]}" -e '.[test]'; else "${pip[@]}" -e .; fi
     # The project install may upgrade setuptools again (torch asks for >= 77), but mmengine's
     # package lookups (mmdet:: configs) import pkg_resources at run time too.
     "${pip[@]}" -q 'setuptools<70'

@@ -153,7 +153,7 @@ def load(overrides: list[str]) -> DictConfig:
         if key in ("grid", "scale") and "=" in override and override.split("=", 1)[1] not in available(key):
             raise ConfigError(f"unknown {key} {override.split('=', 1)[1]!r}; available: {', '.join(available(key))}")
     try:
-        config = _compose(_as_meant(overrides))
+        config = _compose(_as_meant([_quoted_uri(o) for o in overrides]))
     except OverrideParseException as error:
         given = next((o for o in overrides if o.lstrip("+~") == error.override.lstrip("+~")), error.override)
         raise ConfigError(
@@ -164,6 +164,16 @@ def load(overrides: list[str]) -> DictConfig:
         raise ConfigError(_explain(error, overrides)) from None
     check(config)
     return config
+
+
+def _quoted_uri(override: str) -> str:
+    """``storage=`` or ``data.NAME=`` a URI, quoted for Hydra: a URI's query (``s3://bucket/runs?endpoint_override=
+    HOST:PORT&scheme=http``) holds characters that Hydra's override grammar reads as its own."""
+    key, _, value = override.partition("=")
+    location = key.lstrip("+") == "storage" or key.lstrip("+").startswith("data.")
+    if not location or "://" not in value or value[:1] in ("'", '"'):
+        return override
+    return f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
 
 
 def _as_meant(overrides: list[str]) -> list[str]:

@@ -21,7 +21,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from orchestrator.store import filesystem_of, join, uri_of, write_whole
+from orchestrator.store import filesystem_of, join, write_whole
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
@@ -51,7 +51,7 @@ class DriverLock:
         """``on_lost``: called (from the heartbeat thread) when another driver replaced this one's claim; by
         default it interrupts the main thread, which stops the sweep as Ctrl-C does."""
         self.filesystem, path = filesystem_of(run_dir)
-        self.path, self.run, self.on_lost = join(path, "driver.json"), run, on_lost
+        self.path, self.uri, self.run, self.on_lost = join(path, "driver.json"), join(run_dir, "driver.json"), run, on_lost
         self.claim = {"token": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
                       "started_at": time.time(), "command": " ".join(sys.argv)}  # fmt: skip
         self.lost = False
@@ -90,7 +90,7 @@ class DriverLock:
             if current is not None and current["token"] == self.claim["token"]:
                 self.filesystem.delete_file(self.path)
         except OSError as error:  # the storage is away: the claim goes stale, and the next driver takes it over
-            print(f"could not give back the run's claim {uri_of(self.filesystem, self.path)}: {error}", file=sys.stderr)
+            print(f"could not give back the run's claim {self.uri}: {error}", file=sys.stderr)
 
     def __enter__(self):
         self.acquire()
@@ -112,7 +112,7 @@ class DriverLock:
             f"({holder['command']}), last heartbeat {beat:.0f} s ago. Two drivers on one run would run its units "
             f"twice. Wait for it to finish, or stop it (kill {holder['pid']} on {holder['host']}) and run this "
             f"command again: a driver that died is taken over at once on its own host and {STALE_AFTER_S:.0f} s "
-            f"after its last heartbeat elsewhere. Or give this run another name (run=...). The claim is {uri_of(self.filesystem, self.path)}."
+            f"after its last heartbeat elsewhere. Or give this run another name (run=...). The claim is {self.uri}."
         )
 
     def _write(self) -> None:

@@ -109,7 +109,7 @@ def read_run(storage: str, run: str) -> tuple[list[dict], dict[str, dict]]:
                           "report. Its units write their rows as they finish.")  # fmt: skip
     for entry in files:
         _check_schema(
-            pq.read_schema(entry.path, filesystem=filesystem), f"{join(storage, run, 'results')}/{entry.base_name}"
+            pq.read_schema(entry.path, filesystem=filesystem), join(storage, run, "results", entry.base_name)
         )
     rows = {}
     for row in Store(join(storage, run, "results")).read().to_pylist():

@@ -32,7 +32,7 @@ from models import list_models, project_models
 from orchestrator.config import POINT_KEYS, ConfigError, available, load, run_name
 from orchestrator.lock import DriverLock, RunHeld
 from orchestrator.plan import describe, make_plan, save
-from orchestrator.store import Store, filesystem_of, join, write_whole
+from orchestrator.store import Store, check_storage, filesystem_of, join, write_whole
 from subsets.labels import LABEL_SET_METHODS
 from tasks import TASKS
 
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = make_plan(config)
         name = run_name(config)
         run_dir = join(storage_root(config), name)
+        check_storage(run_dir)
         store = Store(join(run_dir, "results"))
         finished = store.finished()
         print(describe(plan, config, set(finished)))
@@ -195,8 +196,8 @@ def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> list[str
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "1800")
     if config.ray.address:
         ray.init(address=config.ray.address)
-    else:
-        ray.init(include_dashboard=True, dashboard_host=config.ray.dashboard_host,
+    else:  # a Ray of its own: not one that `ray start` left on this machine (ray.init's default), which may be gone
+        ray.init(address="local", include_dashboard=True, dashboard_host=config.ray.dashboard_host,
                  dashboard_port=config.ray.dashboard_port)  # fmt: skip
     try:
         concurrent = config.ray.max_concurrent_trials or _trials_that_fit(config, ray.cluster_resources())

@@ -54,13 +54,58 @@ WRITE_RETRY_S = 300.0  # how long a write that fails for a while is tried again
 LASTING_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
 
 
-def join(*parts: str) -> str:
-    return "/".join(p.rstrip("/") for p in parts)
+def join(base: str, *parts: str) -> str:
+    """``base`` with ``parts`` appended to its path. A URI's query (``s3://bucket/runs?endpoint_override=HOST:PORT
+    &scheme=http``, how S3-compatible stores are named) stays at the end, where pyarrow reads it."""
+    path, query = base.split("?", 1) if "://" in base and "?" in base else (base, None)
+    path = "/".join(p.rstrip("/") for p in (path, *parts))
+    return path if query is None else f"{path}?{query}"
 
 
 def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) for a local path or a pyarrow filesystem URI (s3://, gs://, ...)."""
     return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+
+
+def uri_of(path: str, storage: str) -> str:
+    """The URI of ``path``, a path on the filesystem that the URI ``storage`` names, that ``filesystem_of`` reads
+    back: with ``storage``'s scheme and query (its endpoint), or the path itself on a local disk."""
+    if "://" not in storage:
+        return path
+    scheme, rest = storage.split("://", 1)
+    return f"{scheme}://{path}" + (f"?{rest.split('?', 1)[1]}" if "?" in rest else "")
+
+
+class StorageError(OSError):
+    pass
+
+
+# What pyarrow's S3 errors name, and what to fix: the first cause found in an error's text is reported.
+STORAGE_FIXES = {
+    "not found": "create the bucket, or correct its name in storage=",
+    "ACCESS_DENIED": "the credentials are missing or may not write there: set AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or give the nodes an instance profile (IAM role) that may write the bucket",
+    "INVALID_ACCESS_KEY_ID": "the access key is unknown to the store: check AWS_ACCESS_KEY_ID or AWS_PROFILE",
+    "SIGNATURE_DOES_NOT_MATCH": "the secret key does not match the access key: check AWS_SECRET_ACCESS_KEY",
+    "query parameter": "pyarrow's S3 URIs take region, scheme, endpoint_override, allow_bucket_creation, "
+    "allow_bucket_deletion (s3://bucket/path?endpoint_override=HOST:PORT&scheme=http)",
+    "connection scheme": "scheme= takes http or https",
+}
+
+
+def check_storage(uri: str) -> None:
+    """Creates ``uri`` and writes and deletes a small file there, once, with no retry: a missing bucket, missing
+    or wrong credentials or a malformed URI is reported now, naming what to fix, not after Ray has started."""
+    try:
+        filesystem, path = filesystem_of(uri)
+        filesystem.create_dir(path, recursive=True)
+        probe = join(path, f".probe-{uuid.uuid4().hex}")
+        with filesystem.open_output_stream(probe) as out:
+            out.write(b"can write")
+        filesystem.delete_file(probe)
+    except (OSError, pa.ArrowInvalid) as error:
+        fix = next((fix for cause, fix in STORAGE_FIXES.items() if cause in str(error)), None)
+        raise StorageError(f"cannot write to storage={uri}: {error}" + (f". To fix: {fix}" if fix else "")) from None
 
 
 def write_whole(filesystem: pafs.FileSystem, path: str, data: bytes) -> None:
@@ -71,11 +116,15 @@ def write_whole(filesystem: pafs.FileSystem, path: str, data: bytes) -> None:
         try:
             return _write_whole_once(filesystem, path, data)
         except OSError as error:
-            if error.errno in LASTING_ERRORS or waited >= WRITE_RETRY_S:
+            if _lasting(error) or waited >= WRITE_RETRY_S:
                 raise
             print(f"writing {path} failed ({error}); trying again in {pause:.0f} s", file=sys.stderr)
             time.sleep(pause)
             waited, pause = waited + pause, min(pause * 2, 30.0)
+
+
+def _lasting(error: OSError) -> bool:
+    return error.errno in LASTING_ERRORS or any(cause in str(error) for cause in STORAGE_FIXES)
 
 
 def _write_whole_once(filesystem: pafs.FileSystem, path: str, data: bytes) -> None:
@@ -103,11 +152,6 @@ def parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
-
-
-def uri_of(filesystem: pafs.FileSystem, path: str) -> str:
-    """The URI of ``path`` on ``filesystem`` that ``filesystem_of`` reads back: the path itself on a local disk."""
-    return path if isinstance(filesystem, pafs.LocalFileSystem) else f"{filesystem.type_name}://{path}"
 
 
 class Store:

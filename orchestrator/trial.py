@@ -138,7 +138,7 @@ def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
         final = history[-1]
         row |= {"status": "ok", "value": final["val_top1"], "metrics": {"final": final, "history": history},
                 "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
-                "checkpoint": uri_of(checkpoint.filesystem, checkpoint.path)}  # fmt: skip
+                "checkpoint": uri_of(checkpoint.path, settings["train_storage"])}  # fmt: skip
     except Exception as error:  # the unit fails alone: its row says why, the sweep goes on
         row |= {"status": "failed", "error": _failed(error)}
     row["wall_time_s"] = time.perf_counter() - started
@@ -167,7 +167,7 @@ def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint
         row = {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretrain_id,
                "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"],
                "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"), "data_fingerprint": unit["data_fingerprint"],
-               "checkpoint": uri_of(checkpoint.filesystem, checkpoint.path), "wall_time_s": time.perf_counter() - started}  # fmt: skip
+               "checkpoint": uri_of(checkpoint.path, settings["train_storage"]), "wall_time_s": time.perf_counter() - started}  # fmt: skip
         outcome = results.get(unit["unit_id"])
         if outcome is None:
             cause = changed.get(unit["unit_id"]) or error or "the fine-tuning group ended without this unit's result"

@@ -40,20 +40,28 @@ def write_image(path, size=(20, 16), mode="RGB", fmt="JPEG", seed=0):
 
 
 @pytest.fixture
-def s3_storage(monkeypatch):
-    """A bucket on a real S3 API served on loopback, and the storage URI of a folder in it of the test's own (moto
-    keeps its buckets for the whole process)."""
+def s3_endpoint(monkeypatch):
+    """host:port of a real S3 API served on loopback (moto's server), with a bucket ``runs``, and the credentials
+    it takes in the environment (moto keeps its buckets for the whole process)."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    for key, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
-                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
     pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True).create_dir("runs")
-    yield f"s3://runs/transfer-{uuid.uuid4().hex[:8]}"
+    yield f"{host}:{port}"
     server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_endpoint, monkeypatch):
+    """The storage URI of a folder of the test's own in the loopback S3 API's bucket, its endpoint given the AWS
+    SDKs' way (``AWS_ENDPOINT_URL``)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{s3_endpoint}")
+    return f"s3://runs/transfer-{uuid.uuid4().hex[:8]}"
 
 
 class RefusingProxy:

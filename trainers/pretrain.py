@@ -80,6 +80,8 @@ def train_fn_per_worker(config: dict) -> None:
         metrics = engine.train_epoch(model, train, optimizer, loss_fn, device, cfg.use_gpu, epoch)
         schedule.step()
         metrics |= {"epoch": epoch + 1, "lr": schedule.get_last_lr()[0]}
+        if restored and epoch == first_epoch:  # the history shows where an interrupted pretraining went on
+            metrics["resumed_after_epoch"] = first_epoch
         if epoch + 1 == cfg.epochs:  # the validation set can outsize a small subset: once, at the end
             scores, labels = engine.predict(model, val, device)
             metrics["val_top1"] = top1(scores, labels)
