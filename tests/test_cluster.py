@@ -6,8 +6,8 @@ types with a fake GPU each) under the autoscaler that `ray up` starts on a head 
 goes once idle. (``ray up`` itself cannot take the fake provider here: Ray 2.60's wheel lacks the
 ``fake_multi_node/example.yaml`` it reads.)
 
-A lost node: a whole worker node (its raylet) is killed mid-pretraining. The sweep goes on without a rerun, the
-pretraining resumes from its checkpoint on the other node, the store ends with exactly the rows of a clean run, and
+A lost node: the worker node (its raylet) that runs a grid point's Tune trial is killed mid-pretraining. Tune retries
+the trial, which resumes the pretraining from its checkpoint on the other node; the sweep goes on without a rerun, the store ends with exactly the rows of a clean run, and
 no placement group or checkpoint of the failed attempt is left. Then the driver is killed and the command rerun.
 The trainers ask for CPUs: the fake GPUs are Ray resources without CUDA behind them."""
 
@@ -104,10 +104,10 @@ def test_the_autoscaler_adds_a_gpu_worker_for_a_grid_and_removes_it_when_idle(tm
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
-def training_worker_raylet() -> int:
-    """The pid of the raylet whose node runs a Ray Train worker (the worker's parent process)."""
-    workers = subprocess.run(["pgrep", "-f", "ray::RayTrainWorker"], capture_output=True, text=True).stdout.split()
-    return int(Path(f"/proc/{workers[0]}/stat").read_text().split(") ")[1].split()[1])
+def raylet_running(process: str) -> int:
+    """The pid of the raylet whose node runs the Ray process named ``process`` (the process's parent)."""
+    found = subprocess.run(["pgrep", "-f", f"^{process}"], capture_output=True, text=True).stdout.split()
+    return int(Path(f"/proc/{found[0]}/stat").read_text().split(") ")[1].split()[1])
 
 
 def live_training_groups(samples: list, stop: threading.Event) -> None:
@@ -127,7 +127,7 @@ def orphaned_checkpoints(train_dir: Path) -> list[str]:
     orphans = []
     for run in train_dir.iterdir():
         held = {c["checkpoint_dir_name"] for c in registered_checkpoints(train_dir, run.name)}
-        orphans += [str(p) for p in run.glob("checkpoint_*") if p.name not in held]
+        orphans += [str(p) for p in run.glob("checkpoint_*") if p.is_dir() and p.name not in held]
     return orphans
 
 
@@ -135,7 +135,8 @@ def test_a_lost_node_costs_only_its_unfinished_work_and_a_killed_driver_is_resum
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # trials here, training on the workers
+    # A head without room for a trial (each takes 1 MiB of memory) or a training worker: both go to the workers.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "memory": 2**19})
     workers = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
@@ -149,11 +150,12 @@ def test_a_lost_node_costs_only_its_unfinished_work_and_a_killed_driver_is_resum
         sampler.start()
         run = start(*lost)
         wait_for(lambda: registered_checkpoints(storage / "lost-node" / "train", "pretrain-*"), "a checkpoint")
-        raylet = training_worker_raylet()
+        raylet = raylet_running("ray::ImplicitFunc")  # the node of the grid point's Tune trial
         (victim,) = [n for n in workers if n.all_processes["raylet"][0].process.pid == raylet]
         cluster.remove_node(victim, allow_graceful=False)
         output, _ = run.communicate(timeout=1800)
         assert run.returncode == 0, output[-4000:]  # no rerun of the command was needed
+        assert list((storage / "lost-node" / "tune").glob("*/error.txt"))  # the trial failed with its node, and was retried
         found = rows(storage / "lost-node" / "results")
         assert len(found) == 4 and len({r["unit_id"] for r in found}) == 4 and all(r["status"] == "ok" for r in found)
         histories = [json.loads(r["metrics"])["history"] for r in found if r["kind"] == "pretrain"]
