@@ -173,7 +173,8 @@ def _quoted_uri(override: str) -> str:
     location = key.lstrip("+") == "storage" or key.lstrip("+").startswith("data.")
     if not location or "://" not in value or value[:1] in ("'", '"'):
         return override
-    return f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
+    escaped = value.replace("'", "\\'")
+    return f"{key}='{escaped}'"
 
 
 def _as_meant(overrides: list[str]) -> list[str]:
