@@ -170,8 +170,8 @@ def _quoted_uri(override: str) -> str:
     """``storage=`` or ``data.NAME=`` a URI, quoted for Hydra: a URI's query (``s3://bucket/runs?endpoint_override=
     HOST:PORT&scheme=http``) holds characters that Hydra's override grammar reads as its own."""
     key, _, value = override.partition("=")
-    location = key.lstrip("+") == "storage" or key.lstrip("+").startswith("data.")
-    if not location or "://" not in value or value[:1] in ("'", '"'):
+    name = key.lstrip("+")
+    if not (name == "storage" or name.startswith("data.")) or "://" not in value or value[:1] in ("'", '"'):
         return override
     escaped = value.replace("'", "\\'")
     return f"{key}='{escaped}'"

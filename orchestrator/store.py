@@ -54,12 +54,19 @@ WRITE_RETRY_S = 300.0  # how long a write that fails for a while is tried again
 LASTING_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
 
 
+def _split_query(uri: str) -> tuple[str, str]:
+    """(``uri`` without its query, the query with its ``?``, or ""): a local path has none."""
+    if "://" in uri and "?" in uri:
+        head, query = uri.split("?", 1)
+        return head, f"?{query}"
+    return uri, ""
+
+
 def join(base: str, *parts: str) -> str:
     """``base`` with ``parts`` appended to its path. A URI's query (``s3://bucket/runs?endpoint_override=HOST:PORT
     &scheme=http``, how S3-compatible stores are named) stays at the end, where pyarrow reads it."""
-    path, query = base.split("?", 1) if "://" in base and "?" in base else (base, None)
-    path = "/".join(p.rstrip("/") for p in (path, *parts))
-    return path if query is None else f"{path}?{query}"
+    head, query = _split_query(base)
+    return "/".join(p.rstrip("/") for p in (head, *parts)) + query
 
 
 def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -72,8 +79,7 @@ def uri_of(path: str, storage: str) -> str:
     back: with ``storage``'s scheme and query (its endpoint), or the path itself on a local disk."""
     if "://" not in storage:
         return path
-    scheme, rest = storage.split("://", 1)
-    return f"{scheme}://{path}" + (f"?{rest.split('?', 1)[1]}" if "?" in rest else "")
+    return f"{storage.split('://', 1)[0]}://{path}{_split_query(storage)[1]}"
 
 
 class StorageError(OSError):
@@ -100,8 +106,7 @@ def check_storage(uri: str) -> None:
         filesystem, path = filesystem_of(uri)
         filesystem.create_dir(path, recursive=True)
         probe = join(path, f".probe-{uuid.uuid4().hex}")
-        with filesystem.open_output_stream(probe) as out:
-            out.write(b"can write")
+        _write_whole_once(filesystem, probe, b"can write")  # as every write of the run's: a temporary file, renamed
         filesystem.delete_file(probe)
     except (OSError, pa.ArrowInvalid) as error:
         fix = next((fix for cause, fix in STORAGE_FIXES.items() if cause in str(error)), None)

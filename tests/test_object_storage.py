@@ -11,6 +11,7 @@ import time
 
 import boto3
 import moto.settings
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import ray
@@ -73,19 +74,13 @@ def test_a_grid_on_s3_named_with_its_endpoint_in_the_uri_stores_everything_there
     checkpoint = rows[1]["checkpoint"]
     assert checkpoint.startswith("s3://runs/lab/on-s3/train/pretrain-") and checkpoint.endswith("&scheme=http")
     filesystem, path = filesystem_of(checkpoint)
-    assert any(entry.base_name.endswith(".pt") for entry in filesystem.get_file_info(_listing(path)))
+    assert any(entry.base_name.endswith(".pt") for entry in filesystem.get_file_info(pafs.FileSelector(path, recursive=True)))
     assert not list(tmp_path.iterdir())  # nothing was written where the driver ran
 
     second = sweep(*ONE_POINT, f"storage={storage}", "run=on-s3", "report=false", cwd=tmp_path)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "[done]  fine-tunings: 1 (0 to run)" in second.stdout
     assert result_rows(objects(s3_endpoint, "lab/on-s3/")) == rows  # the same rows, none written again
-
-
-def _listing(path: str):
-    import pyarrow.fs as pafs
-
-    return pafs.FileSelector(path, recursive=True)
 
 
 @pytest.mark.parametrize(
