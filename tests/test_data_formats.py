@@ -3,6 +3,7 @@ answers to bad input."""
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 from conftest import write_image
@@ -10,9 +11,11 @@ from PIL import Image
 
 from formats import DataFormatError
 from formats.imagenet import list_imagenet
-from formats.images import ImageDataset, collate_skipping_unreadable, load_rgb
+from formats.images import load_rgb
+from formats.prepared import prepare_images
 from formats.sun397 import list_sun397
 from formats.voc import list_voc_action, list_voc_detection, voc_crop
+from trainers.engine import Batches
 
 TENCH, GOLDFISH = "n01440764", "n01443537"
 
@@ -76,13 +79,15 @@ def test_corrupt_images_are_skipped_logged_and_counted(imagenet_root, caplog):
     broken = imagenet_root / "train" / TENCH / f"{TENCH}_10026.JPEG"
     broken.write_bytes(broken.read_bytes()[:100])  # truncated mid-scan
     (imagenet_root / "train" / TENCH / f"{TENCH}_10099.JPEG").write_bytes(b"\xff\xd8 not a jpeg")
-    table = list_imagenet(imagenet_root, "train")
-    to_tensor = lambda image: torch.tensor(image.size)  # noqa: E731
-    dataset = ImageDataset(imagenet_root, table["path"].to_pylist(), list(range(len(table))), to_tensor)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset), collate_fn=collate_skipping_unreadable)
+    paths = list_imagenet(imagenet_root, "train")["path"].to_pylist()
     with caplog.at_level(logging.WARNING, logger="formats.images"):
-        (images, targets, skipped) = next(iter(loader))
-    assert skipped == 2 and images.tolist() == [[20, 16]] * 3
+        prepared = prepare_images(imagenet_root, paths, 8)
+    assert prepared.readable.tolist() == [False, True, True, False, True]
+    assert not prepared.pixels[~prepared.readable].any() and prepared.pixels[prepared.readable].any()
+    batches = Batches([(prepared, np.arange(len(paths)))], torch.arange(len(paths)), image_size=8, train=False,
+                      batch_size=len(paths), seed=0, mean=(0.5,) * 3, std=(0.25,) * 3, device=torch.device("cpu"))  # fmt: skip
+    ((images, targets),) = batches
+    assert batches.skipped == 2 and images.shape == (3, 3, 8, 8)
     assert targets.tolist() == [1, 2, 4]  # the PNG and the CMYK tench and the goldfish survive
     assert sum("skipping unreadable image" in r.message for r in caplog.records) == 2
 
@@ -272,7 +277,12 @@ def test_sun397_bad_input(tmp_path):
         list_sun397(tmp_path / "missing")
 
 
-def test_dataset_crops_boxes(tmp_path):
+def test_prepared_images_are_the_crops_resized(tmp_path):
     write_image(tmp_path / "x.jpg", size=(40, 30))
-    dataset = ImageDataset(tmp_path, ["x.jpg"], [1], lambda image: image.size, crops=[voc_crop((1, 1, 10, 20))])
-    assert dataset[0] == ((10, 20), 1)
+    crop = voc_crop((1, 1, 10, 20))
+    assert crop == (0, 0, 10, 20)
+    prepared = prepare_images(tmp_path, ["x.jpg", "x.jpg"], 12, crops=[crop, (0, 0, 40, 30)])
+    with Image.open(tmp_path / "x.jpg") as image:
+        expected = [np.asarray(image.convert("RGB").crop(box).resize((12, 12), Image.Resampling.BILINEAR))
+                    for box in (crop, (0, 0, 40, 30))]  # fmt: skip
+    assert prepared.pixels.shape == (2, 12, 12, 3) and (prepared.pixels == np.stack(expected)).all()

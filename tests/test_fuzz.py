@@ -28,7 +28,7 @@ import synthetic
 from formats import DataFormatError
 from formats.cache import COMPLETE_MARKER, data_dir
 from formats.imagenet import imagenet1k_wnids
-from formats.images import ImageDataset
+from formats.prepared import prepare_images, prepared_size
 from formats.sun397 import list_sun397
 from formats.voc import list_voc_action, list_voc_detection
 from models import check_model
@@ -770,18 +770,19 @@ DECODES = {  # what is in a file named .JPEG, and whether it decodes (real Image
 
 
 def load_all(folder: Path, files: dict[str, bytes]) -> tuple[int, int]:
-    """Every file through the training path (ImageDataset, the run's transform and loader, whose collate skips
-    the unreadable): (images that came out, images skipped)."""
+    """Every file through the training path (prepared once, then training batches, which leave out the
+    unreadable): (images that came out, images skipped)."""
     for name, data in files.items():
         (folder / name).write_bytes(data)
     names = sorted(files)
-    transform = engine.image_transform(32, True, (0.5,) * 3, (0.25,) * 3)
-    dataset = ImageDataset(folder, names, list(range(len(names))), transform)
-    loaded, skipped = 0, 0
-    for images, targets, unreadable in engine.loader(dataset, 4, False, 0, 0):
-        assert len(images) == 0 or (images.shape[1:] == (3, 32, 32) and torch.isfinite(images).all())
-        loaded, skipped = loaded + len(targets), skipped + unreadable
-    return loaded, skipped
+    prepared = prepare_images(folder, names, prepared_size(32))
+    batches = engine.Batches([(prepared, np.arange(len(names)))], torch.arange(len(names)), image_size=32, train=True,
+                             batch_size=1, seed=0, mean=(0.5,) * 3, std=(0.25,) * 3, device=torch.device("cpu"))  # fmt: skip
+    loaded = 0
+    for images, targets in batches:
+        assert images.shape[1:] == (3, 32, 32) and torch.isfinite(images).all()
+        loaded += len(targets)
+    return loaded, batches.skipped
 
 
 def test_every_kind_of_image_file_decodes_or_is_skipped_and_counted(tmp_path):

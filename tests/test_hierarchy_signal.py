@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from formats.imagenet import imagenet1k_wnids, list_imagenet
-from formats.images import ImageDataset
+from formats.prepared import prepare_images
 from formats.wordnet import root_first_path, synset_of
 
 COARSE_DEPTH = 6  # animal.n.01, container.n.01, clothing.n.01, device.n.01, ...
@@ -26,7 +26,6 @@ def coarse_groups() -> dict[str, list[str]]:
 
 
 def load(root, wnid_to_label: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    to_tensor = lambda image: torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255  # noqa: E731
     paths, labels = [], []
     for split in ("train", "val"):
         table = list_imagenet(root, split)
@@ -34,9 +33,8 @@ def load(root, wnid_to_label: dict[str, int]) -> tuple[torch.Tensor, torch.Tenso
             if wnid in wnid_to_label:
                 paths.append(path)
                 labels.append(wnid_to_label[wnid])
-    dataset = ImageDataset(root, paths, labels, to_tensor)
-    images, targets = zip(*(dataset[i] for i in range(len(dataset))))
-    return torch.stack(images), torch.tensor(targets)
+    pixels = prepare_images(root, paths, 32).pixels
+    return torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2).float() / 255, torch.tensor(labels)
 
 
 def test_coarse_labels_transfer_to_unseen_fine_classes(tiny_imagenet):

@@ -56,13 +56,15 @@ class AlexNetBackbone(BaseModule):
     """conv1-conv5 of ``models.alexnet.AlexNet`` with their ReLUs, without pool5: one feature map.
 
     ``checkpoint``: a file of ``models.save_checkpoint`` whose conv weights this trunk starts from.
-    The first ``frozen_convs`` convs keep them, as Fast R-CNN kept conv1 of its AlexNet-sized model.
+    The first ``frozen_convs`` convs keep them, as Fast R-CNN kept conv1 of its AlexNet-sized model. BatchNorm
+    layers, where the network has them, keep their pretrained statistics (mmdet's ``norm_eval``): a detector's
+    few images per batch would estimate them badly.
     """
 
-    def __init__(self, variant="imagenet", width=1.0, checkpoint=None, frozen_convs=1, init_cfg=None):
+    def __init__(self, variant="imagenet", width=1.0, batch_norm=False, checkpoint=None, frozen_convs=1, init_cfg=None):
         super().__init__(init_cfg)
         self.checkpoint = checkpoint
-        self.trunk = AlexNet(1, AlexNetConfig(variant, width)).trunk
+        self.trunk = AlexNet(1, AlexNetConfig(variant, width, batch_norm=batch_norm)).trunk
         for conv in [layer for layer in self.trunk if isinstance(layer, nn.Conv2d)][:frozen_convs]:
             conv.requires_grad_(False)
 
@@ -71,6 +73,13 @@ class AlexNetBackbone(BaseModule):
         if self.checkpoint is not None:
             pretrained, _ = load_checkpoint(self.checkpoint)
             self.trunk.load_state_dict(pretrained.trunk.state_dict())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for layer in self.trunk:
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
         return (self.trunk(images),)
@@ -296,11 +305,13 @@ def set_alexnet(cfg: Config, checkpoint: Path, image_scale: int) -> None:
             "fc6/fc7 (Fast R-CNN's recipe), so detection transfers AlexNet pretrainings only"
         )
     config = alexnet.config
-    channels = alexnet.trunk[-2].out_channels  # conv5
+    channels = [layer for layer in alexnet.trunk if isinstance(layer, nn.Conv2d)][-1].out_channels  # conv5
     stride = TRUNK_STRIDE[config.variant]
     model = cfg.model
     model.data_preprocessor.pad_size_divisor = stride
-    model.backbone.update(variant=config.variant, width=config.width, checkpoint=str(checkpoint))
+    model.backbone.update(
+        variant=config.variant, width=config.width, batch_norm=config.batch_norm, checkpoint=str(checkpoint)
+    )
     model.rpn_head.update(in_channels=channels, feat_channels=channels)
     sizes = [size * image_scale / 600 for size in cfg.anchor_sizes]
     model.rpn_head.anchor_generator.update(strides=[stride], scales=[size / stride for size in sizes])

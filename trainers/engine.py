@@ -1,11 +1,13 @@
-"""What pretraining and fine-tuning share: transforms, loaders, an epoch of SGD, predictions,
-and Ray Train checkpoints. Everything here runs inside a Ray Train worker (or a plain process:
-with no process group, it is one worker)."""
+"""What pretraining and fine-tuning share: batches of prepared images, an epoch of SGD, predictions, and Ray
+Train checkpoints. Everything here runs inside a Ray Train worker (or a plain process: with no process group, it
+is one worker)."""
 
+import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,23 +15,13 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2 as transforms
+from torchvision.ops import roi_align
 
-from formats.images import ImageDataset, collate_skipping_unreadable
+from formats.prepared import PreparedImages, prepare_images, prepared_size
 
-
-def image_transform(size: int, train: bool, mean: tuple[float, ...], std: tuple[float, ...]) -> Callable:
-    """Random-resized crops and flips for training; a resize for evaluation; the model's normalisation."""
-    steps = (
-        [transforms.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True), transforms.RandomHorizontalFlip()]
-        if train
-        else [transforms.Resize((size, size), antialias=True)]
-    )
-    return transforms.Compose(
-        [transforms.ToImage(), *steps, transforms.ToDtype(torch.float32, scale=True),
-         transforms.Normalize(mean, std)]
-    )  # fmt: skip
+CROP_SCALE, CROP_RATIO = (0.35, 1.0), (3 / 4, 4 / 3)
 
 
 def world() -> tuple[int, int]:
@@ -37,20 +29,99 @@ def world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def loader(dataset, batch_size: int, train: bool, seed: int, workers: int) -> torch.utils.data.DataLoader:
-    """Training loaders shard the data over the workers; evaluation loaders see all of it on
-    every worker, so every worker computes the same, exact metric."""
-    rank, size = world()
-    sampler = (
-        torch.utils.data.DistributedSampler(dataset, size, rank, shuffle=True, seed=seed, drop_last=True)
-        if train
-        else torch.utils.data.SequentialSampler(dataset)
-    )
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
-        collate_fn=collate_skipping_unreadable, persistent_workers=workers > 0, drop_last=train,
-    )  # fmt: skip
+class Batches:
+    """Minibatches of prepared images (formats.prepared), augmented as whole batches on the training device.
+
+    ``parts``: (prepared images, rows of them); the items are those rows in order, item ``i`` with target
+    ``targets[i]``. Training batches are random-resized crops (area 0.35-1, aspect 3/4-4/3, as torchvision's
+    ``RandomResizedCrop``) resampled by ``roi_align`` and flipped at random, in a new order every epoch
+    (``set_epoch``), sharded over the workers as ``DistributedSampler`` shards, the last partial batch dropped.
+    Evaluation batches are every item in order on every worker, so that every worker computes the same, exact
+    metric, each image resized whole. Unreadable images (marked when prepared) are left out and counted in
+    ``skipped``. A thread gathers the next batch's pixels while the current one computes.
+    """
+
+    def __init__(self, parts: list[tuple[PreparedImages, np.ndarray]], targets, *, image_size: int, train: bool,
+                 batch_size: int, seed: int, mean, std, device: torch.device):  # fmt: skip
+        source = np.concatenate([np.full(len(rows), k, np.int64) for k, (_, rows) in enumerate(parts)])
+        rows = np.concatenate([rows for _, rows in parts])
+        readable = np.concatenate([images.readable[rows] for images, rows in parts])
+        self.pixels = [images.pixels for images, _ in parts]
+        self.source, self.rows, self.targets = source[readable], rows[readable], torch.as_tensor(targets)[readable]
+        self.skipped = int((~readable).sum())
+        self.image_size, self.train, self.batch_size, self.seed, self.epoch = image_size, train, batch_size, seed, 0
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
+        self.device = device
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> list[torch.Tensor]:
+        if not self.train:
+            return list(torch.arange(len(self.rows)).split(self.batch_size))
+        rank, size = world()
+        order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        shard = order[: len(order) // size * size][rank::size]
+        return list(shard[: len(shard) // self.batch_size * self.batch_size].split(self.batch_size))
+
+    def __len__(self) -> int:
+        return len(self._order())
+
+    def _gather(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        items = items.sort().values.numpy()  # rows in file order read faster; a batch's order does not matter
+        pixels = np.empty((len(items), *self.pixels[0].shape[1:]), np.uint8)
+        for k, array in enumerate(self.pixels):
+            mine = self.source[items] == k
+            pixels[mine] = array[self.rows[items][mine]]
+        pixels = torch.from_numpy(pixels)
+        if self.device.type == "cuda":
+            pixels = pixels.pin_memory()
+        return pixels, self.targets[items]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch + 1_000_003 * world()[0])
+        with ThreadPoolExecutor(1) as pool:
+            pending = None
+            for items in self._order():
+                upcoming = pool.submit(self._gather, items)
+                if pending is not None:
+                    yield self._finish(*pending.result(), generator)
+                pending = upcoming
+            if pending is not None:
+                yield self._finish(*pending.result(), generator)
+
+    def _finish(self, pixels: torch.Tensor, targets: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        images = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if self.train:
+            images = random_resized_crops(images, self.image_size, generator)
+        elif images.shape[-1] != self.image_size:
+            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", antialias=True)
+        return (images - self.mean) / self.std, targets.to(self.device, non_blocking=True)
+
+
+def random_resized_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random crop of every image (area and aspect drawn as by ``RandomResizedCrop``, clipped to the image),
+    resampled to ``size`` x ``size`` by ``roi_align``, half of them flipped left to right."""
+    count, _, height, width = images.shape
+    area = torch.empty(count).uniform_(*CROP_SCALE, generator=generator) * height * width
+    aspect = torch.empty(count).uniform_(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator).exp()
+    crop_width, crop_height = (area * aspect).sqrt().clamp(max=width), (area / aspect).sqrt().clamp(max=height)
+    left = torch.rand(count, generator=generator) * (width - crop_width)
+    top = torch.rand(count, generator=generator) * (height - crop_height)
+    boxes = torch.stack([torch.arange(count, dtype=torch.float32), left, top, left + crop_width, top + crop_height], 1)
+    crops = roi_align(images, boxes.to(images.device), (size, size), sampling_ratio=2, aligned=True)
+    flip = (torch.rand(count, generator=generator) < 0.5).to(images.device)
+    return torch.where(flip.view(-1, 1, 1, 1), crops.flip(-1), crops)
+
+
+def example_batches(examples, image_size: int, train: bool, batch_size: int, seed: int, mean, std, device,
+                    workers: int, multilabel: bool = False) -> Batches:  # fmt: skip
+    """A task's ``tasks.Examples`` as batches: class indices, or multi-hot vectors for multi-label tasks."""
+    images = prepare_images(examples.root, examples.paths, prepared_size(image_size), examples.crops, workers)
+    targets = torch.as_tensor(examples.targets, dtype=torch.float32 if multilabel else torch.int64)
+    return Batches([(images, np.arange(len(examples.paths)))], targets, image_size=image_size, train=train,
+                   batch_size=batch_size, seed=seed, mean=mean, std=std, device=device)  # fmt: skip
 
 
 def prepare(model: nn.Module, use_gpu: bool) -> nn.Module:
@@ -61,19 +132,14 @@ def prepare(model: nn.Module, use_gpu: bool) -> nn.Module:
     return ray.train.torch.prepare_model(model) if dist.is_initialized() else model
 
 
-def train_epoch(model, data, optimizer, loss_fn, device, use_amp: bool, epoch: int) -> dict:
+def train_epoch(model, data: Batches, optimizer, loss_fn, device, use_amp: bool, epoch: int) -> dict:
     """One pass of SGD; returns the mean loss, images seen by all workers, images per second and
-    unreadable images skipped."""
+    unreadable images left out."""
     model.train()
-    if isinstance(data.sampler, torch.utils.data.DistributedSampler):
-        data.sampler.set_epoch(epoch)
+    data.set_epoch(epoch)
     scaler = torch.amp.GradScaler(enabled=use_amp)
-    started, total_loss, seen, skipped = time.perf_counter(), 0.0, 0, 0
-    for images, targets, unreadable in data:
-        skipped += unreadable
-        if len(images) == 0:
-            continue
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+    started, total_loss, seen = time.perf_counter(), 0.0, 0
+    for images, targets in data:
         if use_amp:
             images = images.to(memory_format=torch.channels_last)
         with torch.autocast(device.type, enabled=use_amp):
@@ -84,34 +150,27 @@ def train_epoch(model, data, optimizer, loss_fn, device, use_amp: bool, epoch: i
         scaler.update()
         total_loss += loss.item() * len(images)
         seen += len(images)
-    counts = torch.tensor([seen, skipped, total_loss], dtype=torch.float64)
+    counts = torch.tensor([seen, total_loss], dtype=torch.float64)
     if dist.is_initialized():
         dist.all_reduce(counts)
     seconds = time.perf_counter() - started
     return {
-        "train_loss": float(counts[2] / max(counts[0], 1)),
+        "train_loss": float(counts[1] / max(counts[0], 1)),
         "images_seen": int(counts[0]),
         "images_per_s": float(counts[0] / seconds),
-        "unreadable_skipped": int(counts[1]),
+        "unreadable_skipped": data.skipped,
     }
 
 
-def examples_dataset(examples, transform: Callable, multilabel: bool = False) -> ImageDataset:
-    """A task's ``tasks.Examples`` as a dataset: class indices, or multi-hot vectors for multi-label tasks."""
-    targets = torch.as_tensor(examples.targets, dtype=torch.float32 if multilabel else torch.int64)
-    return ImageDataset(examples.root, examples.paths, targets, transform, examples.crops)
-
-
 @torch.no_grad()
-def predict(model, data, device, forward: Callable = nn.Module.__call__) -> tuple[np.ndarray, np.ndarray]:
+def predict(model, data: Batches, forward: Callable = nn.Module.__call__) -> tuple[np.ndarray, np.ndarray]:
     """Scores (``forward(model, images)``, by default the model's output) and targets for every readable item
-    of an evaluation loader."""
+    of evaluation batches."""
     model.eval()
     scores, targets = [], []
-    for images, batch_targets, _ in data:
-        if len(images):
-            scores.append(forward(model, images.to(device)).float().cpu())
-            targets.append(batch_targets)
+    for images, batch_targets in data:
+        scores.append(forward(model, images).float().cpu())
+        targets.append(batch_targets.cpu())
     return torch.cat(scores).numpy(), torch.cat(targets).numpy()
 
 

@@ -32,15 +32,11 @@ def finetune_classifier(transfer: Transfer) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         first_epoch, images_per_s = state["epoch"], state["images_per_s"]
-    train_set, test_set = (
-        engine.examples_dataset(
-            examples, engine.image_transform(transfer.image_size, is_train, mean, std), task.multilabel
-        )
+    train, test = (
+        engine.example_batches(examples, transfer.image_size, is_train, recipe["batch_size"], transfer.seed, mean, std,
+                               transfer.device, transfer.loader_workers, task.multilabel)
         for examples, is_train in ((train_examples, True), (test_examples, False))
-    )
-    workers = transfer.loader_workers
-    train = engine.loader(train_set, recipe["batch_size"], True, transfer.seed, workers)
-    test = engine.loader(test_set, recipe["batch_size"], False, transfer.seed, workers)
+    )  # fmt: skip
     loss = nn.BCEWithLogitsLoss() if task.multilabel else nn.CrossEntropyLoss()
     for epoch in range(first_epoch, recipe["epochs"]):
         epoch_metrics = engine.train_epoch(model, train, optimizer, loss, transfer.device, transfer.use_gpu, epoch)
@@ -52,11 +48,11 @@ def finetune_classifier(transfer: Transfer) -> dict:
                 "model": network.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
             }  # fmt: skip
             transfer.checkpoint({"epoch": epoch + 1, **epoch_metrics}, state)
-    scores, targets = engine.predict(model, test, transfer.device)
+    scores, targets = engine.predict(model, test)
     return {
         **task.evaluate(scores, targets),
         "images_per_s": float(np.mean(images_per_s)),
         "epochs": recipe["epochs"],
-        "train_images": len(train_set),
-        "test_images": len(test_set),
+        "train_images": len(train.rows),
+        "test_images": len(test.rows),
     }

@@ -11,12 +11,13 @@ checkpoint after every epoch lets Ray Train resume a restarted worker group wher
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import ray.train.torch
 import torch
 from torch import nn
 
 import synthetic
-from formats.images import ImageDataset
+from formats.prepared import SOURCE_IMAGES, prepare_images, prepared_size
 from models import create_model, normalisation, save_checkpoint
 from subsets.manifest import IMAGENET, IMAGENET_EXTRA, read_manifest
 from tasks.metrics import top1
@@ -39,7 +40,7 @@ class PretrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_step_epochs: int = 30
-    loader_workers: int = 4
+    loader_workers: int = 4  # processes that prepare the images, the first time a node reads them
     use_gpu: bool = False
     seed: int = 0
 
@@ -50,19 +51,22 @@ def train_fn_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
     manifest = read_manifest(cfg.manifest, ["split", "path", "source", "label"])
     sources = {IMAGENET: cfg.data_source, IMAGENET_EXTRA: cfg.extra_source}
-    roots = {source: synthetic.resolve(source, sources[source]) for source in manifest["source"].unique()}
     network = create_model(cfg.model["name"], cfg.num_labels, cfg.model["args"])
     mean, std = normalisation(network)
-    datasets = {
-        split: torch.utils.data.ConcatDataset([
-            ImageDataset(roots[source], part["path"].tolist(), part["label"].tolist(),
-                         engine.image_transform(cfg.image_size, split == "train", mean, std))
-            for source, part in rows.groupby("source", observed=True)
-        ])
-        for split, rows in manifest.groupby("split")
-    }  # fmt: skip
-    train = engine.loader(datasets["train"], cfg.batch_size, True, cfg.seed, cfg.loader_workers)
-    val = engine.loader(datasets["val"], cfg.batch_size, False, cfg.seed, cfg.loader_workers)
+    prepared = {}  # every image of each source the manifest reads, prepared once on this node for every trial
+    for source in manifest["source"].unique():
+        folder, paths = SOURCE_IMAGES[source](synthetic.resolve(source, sources[source]))
+        prepared[source] = prepare_images(folder, paths, prepared_size(cfg.image_size), workers=cfg.loader_workers)
+    train, val = (
+        engine.Batches(
+            [(prepared[source], prepared[source].rows(part["path"].tolist()))
+             for source, part in rows.groupby("source", observed=True)],
+            np.concatenate([part["label"].to_numpy(np.int64) for _, part in rows.groupby("source", observed=True)]),
+            image_size=cfg.image_size, train=split == "train", batch_size=cfg.batch_size, seed=cfg.seed,
+            mean=mean, std=std, device=device,
+        )
+        for split, rows in ((split, manifest[manifest["split"] == split]) for split in ("train", "val"))
+    )  # fmt: skip
 
     model = engine.prepare(network, cfg.use_gpu)
     optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -83,7 +87,7 @@ def train_fn_per_worker(config: dict) -> None:
         if restored and epoch == first_epoch:  # the history shows where an interrupted pretraining went on
             metrics["resumed_after_epoch"] = first_epoch
         if epoch + 1 == cfg.epochs:  # the validation set can outsize a small subset: once, at the end
-            scores, labels = engine.predict(model, val, device)
+            scores, labels = engine.predict(model, val)
             metrics["val_top1"] = top1(scores, labels)
         history.append(metrics)
 

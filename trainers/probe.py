@@ -50,14 +50,13 @@ def probe(transfer: Transfer) -> dict:
     task, recipe = transfer.task, transfer.recipe
     network = transfer.pretrained().to(transfer.device).eval()
     mean, std = normalisation(network)
-    transform = engine.image_transform(transfer.image_size, False, mean, std)
     started = time.perf_counter()
     extracted = []
     for split in task.splits:
         examples = task.read(transfer.data_root, split, seed=transfer.seed)
-        data = engine.loader(engine.examples_dataset(examples, transform), recipe["batch_size"], False, transfer.seed,
-                             transfer.loader_workers)  # fmt: skip
-        found, targets = engine.predict(network, data, transfer.device, penultimate)
+        data = engine.example_batches(examples, transfer.image_size, False, recipe["batch_size"], transfer.seed, mean,
+                                      std, transfer.device, transfer.loader_workers)  # fmt: skip
+        found, targets = engine.predict(network, data, penultimate)
         extracted.append((torch.from_numpy(found), torch.from_numpy(targets)))
     (train, train_targets), (test, test_targets) = extracted
     seconds = time.perf_counter() - started
