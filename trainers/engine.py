@@ -17,7 +17,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
 
 from formats.prepared import PreparedImages, prepare_images, prepared_size
 
@@ -34,7 +33,7 @@ class Batches:
 
     ``parts``: (prepared images, rows of them); the items are those rows in order, item ``i`` with target
     ``targets[i]``. Training batches are random-resized crops (area 0.35-1, aspect 3/4-4/3, as torchvision's
-    ``RandomResizedCrop``) resampled by ``roi_align`` and flipped at random, in a new order every epoch
+    ``RandomResizedCrop``) resized and flipped at random, in a new order every epoch
     (``set_epoch``), sharded over the workers as ``DistributedSampler`` shards, the last partial batch dropped.
     Evaluation batches are every item in order on every worker, so that every worker computes the same, exact
     metric, each image resized whole. Unreadable images (marked when prepared) are left out and counted in
@@ -92,27 +91,33 @@ class Batches:
                 yield self._finish(*pending.result(), generator)
 
     def _finish(self, pixels: torch.Tensor, targets: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        images = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        images = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # channels-last in memory
+        if self.device.type != "cpu":
+            images = images.float()  # resampling uint8 is the CPU's fast path only
         if self.train:
             images = random_resized_crops(images, self.image_size, generator)
         elif images.shape[-1] != self.image_size:
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", antialias=True)
-        return (images - self.mean) / self.std, targets.to(self.device, non_blocking=True)
+        return images.float().sub_(self.mean).div_(self.std), targets.to(self.device, non_blocking=True)
 
 
 def random_resized_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """A random crop of every image (area and aspect drawn as by ``RandomResizedCrop``, clipped to the image),
-    resampled to ``size`` x ``size`` by ``roi_align``, half of them flipped left to right."""
+    """A random crop of every image (area and aspect drawn as by torchvision's ``RandomResizedCrop``, clipped to
+    the image), resized to ``size`` x ``size`` with antialiasing, half of them flipped left to right."""
     count, _, height, width = images.shape
     area = torch.empty(count).uniform_(*CROP_SCALE, generator=generator) * height * width
     aspect = torch.empty(count).uniform_(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator).exp()
-    crop_width, crop_height = (area * aspect).sqrt().clamp(max=width), (area / aspect).sqrt().clamp(max=height)
-    left = torch.rand(count, generator=generator) * (width - crop_width)
-    top = torch.rand(count, generator=generator) * (height - crop_height)
-    boxes = torch.stack([torch.arange(count, dtype=torch.float32), left, top, left + crop_width, top + crop_height], 1)
-    crops = roi_align(images, boxes.to(images.device), (size, size), sampling_ratio=2, aligned=True)
-    flip = (torch.rand(count, generator=generator) < 0.5).to(images.device)
-    return torch.where(flip.view(-1, 1, 1, 1), crops.flip(-1), crops)
+    crop_width = (area * aspect).sqrt().round().clamp(1, width).long()
+    crop_height = (area / aspect).sqrt().round().clamp(1, height).long()
+    left = (torch.rand(count, generator=generator) * (width - crop_width + 1)).long()
+    top = (torch.rand(count, generator=generator) * (height - crop_height + 1)).long()
+    flip = (torch.rand(count, generator=generator) < 0.5).tolist()
+    crops = []
+    for k, (x, y, w, h) in enumerate(zip(left.tolist(), top.tolist(), crop_width.tolist(), crop_height.tolist())):
+        crop = F.interpolate(images[k : k + 1, :, y : y + h, x : x + w], size=(size, size), mode="bilinear",
+                             antialias=True)  # fmt: skip
+        crops.append(crop.flip(-1) if flip[k] else crop)
+    return torch.cat(crops)
 
 
 def example_batches(examples, image_size: int, train: bool, batch_size: int, seed: int, mean, std, device,
