@@ -8,6 +8,7 @@ with momentum and weight decay, the learning rate divided by 10 every ``lr_step_
 checkpoint after every epoch lets Ray Train resume a restarted worker group where it stopped.
 """
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class PretrainConfig:
 
 def train_fn_per_worker(config: dict) -> None:
     cfg = PretrainConfig(**config)
+    started_at = time.time()
     torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
     manifest = read_manifest(cfg.manifest, ["split", "path", "source", "label"])
@@ -89,6 +91,8 @@ def train_fn_per_worker(config: dict) -> None:
         if epoch + 1 == cfg.epochs:  # the validation set can outsize a small subset: once, at the end
             scores, labels = engine.predict(model, val)
             metrics["val_top1"] = top1(scores, labels)
+            # The span of this worker loop (its last attempt's), which the orchestration overhead is measured against
+            metrics |= {"trainer_started_at": started_at, "trainer_finished_at": time.time()}
         history.append(metrics)
 
         def save(directory: Path) -> None:

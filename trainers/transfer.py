@@ -62,7 +62,7 @@ def finetune_fn_per_worker(config: dict) -> None:
         for unit in config["units"]:
             if unit["unit_id"] in progress["results"]:
                 continue
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), time.time()
             task = TASKS[unit["task"]]
             current = progress["current"] if (progress["current"] or {}).get("unit_id") == unit["unit_id"] else None
             results = progress["results"]
@@ -76,7 +76,7 @@ def finetune_fn_per_worker(config: dict) -> None:
                 checkpoint=functools.partial(checkpoint_unit, unit["unit_id"], results),
             )  # fmt: skip
             result = PROTOCOLS[unit["protocol"]](transfer)
-            result |= {"metric": task.metric, "wall_time_s": time.perf_counter() - started}
+            result |= {"metric": task.metric, "wall_time_s": time.perf_counter() - started, "started_at": started_at}
             result["value"] = result[task.metric]
             progress = {"results": {**results, unit["unit_id"]: result}, "current": None}
             report_progress({"unit_id": unit["unit_id"]}, progress["results"], None)
