@@ -57,12 +57,14 @@ class Batches:
         self.epoch = epoch
 
     def _order(self) -> list[torch.Tensor]:
-        if not self.train:
-            return list(torch.arange(len(self.rows)).split(self.batch_size))
-        rank, size = world()
-        order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        shard = order[: len(order) // size * size][rank::size]
-        return list(shard[: len(shard) // self.batch_size * self.batch_size].split(self.batch_size))
+        if self.train:
+            rank, size = world()
+            order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            shard = order[: len(order) // size * size][rank::size]
+            items = shard[: len(shard) // self.batch_size * self.batch_size]
+        else:
+            items = torch.arange(len(self.rows))
+        return [batch for batch in items.split(self.batch_size) if len(batch)]  # none at all from no items
 
     def __len__(self) -> int:
         return len(self._order())
