@@ -5,9 +5,12 @@
     <root>/Partitions/Training_01.txt .. _10.txt      "/a/abbey/sun_....jpg", one line per image
     <root>/Partitions/Testing_01.txt .. _10.txt
 
-The scene names are real SUN397 categories. A scene is a sky/ground colour scheme (jittered
-enough to be a weak cue) plus objects drawn mostly from a few ImageNet classes typical of it, so
-telling scenes apart needs the objects' features.
+The scene names are real SUN397 categories. A scene is objects drawn mostly from a few ImageNet classes typical
+of it, on a sky/ground colour scheme of its own in a third of its images (random colours in the rest), so
+telling scenes apart needs the objects' features. With the scheme in every image, a randomly initialised small
+network fine-tuned on 20 images per scene beat every pretrained one (top-1 0.59 against 0.45): colours alone
+told the scenes apart. The objects are large enough (a fifth to two fifths of the shorter side) to be seen at
+the 32 px the embedded recipe reads.
 """
 
 import string
@@ -27,6 +30,7 @@ from synthetic.scenes import scene_background
 
 PARTITIONS = 10
 TYPICAL_OBJECTS_PER_SCENE = 3
+SCENE_COLOURS = 0.3  # the share of a scene's images drawn in its own colour scheme
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,10 @@ def _write_scene(task) -> list[str]:
     folder.mkdir(parents=True)
     files = []
     for _ in range(count):
-        canvas = scene_background(scale.width, scale.height, rng, scene)
+        canvas = scene_background(scale.width, scale.height, rng, scene if rng.random() < SCENE_COLOURS else None)
         for _ in range(rng.integers(2, 5)):
             look: Look = typical[rng.integers(len(typical))] if rng.random() < 0.75 else random_look(rng)
-            half = rng.uniform(0.1, 0.22) * min(scale.width, scale.height)
+            half = rng.uniform(0.2, 0.44) * min(scale.width, scale.height)
             center = (rng.uniform(0.1, 0.9) * scale.width, rng.uniform(0.15, 0.9) * scale.height)
             aspect = look.aspect
             draw_object(canvas, look, center, (half * np.sqrt(aspect), half / np.sqrt(aspect)), rng.normal(0, 0.2), rng)

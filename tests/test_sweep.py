@@ -69,7 +69,7 @@ def test_a_point_sets_its_model_and_recipe():
                    "finetune:{lr:0.1}}]", "grid.seeds=[0]"])  # fmt: skip
     plan = make_plan(config)
     alexnet, resnet = plan.pretrainings
-    assert alexnet.model == {"name": "alexnet", "args": {"variant": "small", "width": 0.25, "dropout": 0.0}}
+    assert alexnet.model == {"name": "alexnet", "args": {"variant": "small", "width": 0.25, "dropout": 0.0, "batch_norm": True}}
     assert resnet.model == {"name": "resnet18", "args": {}} and resnet.recipe["epochs"] == 2
     assert alexnet.recipe["epochs"] == 8 and alexnet.subset == resnet.subset
     lrs = {(f.pretrain_id, f.task): f.recipe["lr"] for f in plan.finetunings}
