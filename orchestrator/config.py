@@ -31,6 +31,7 @@ from omegaconf.errors import GrammarParseError, OmegaConfBaseException
 import synthetic
 from formats.wordnet import UnknownClassError, synset_named
 from models import check_model
+from orchestrator.cost import throughput
 from subsets.labels import UnknownLabelSetError, method_of
 from tasks import TASKS, datasets
 
@@ -112,6 +113,7 @@ RESOURCE_RANGES = {
     "finetune_groups": Range(1, 1000),
 }
 SEED = Range(0, MAX_SEED)
+PRICE = Range(0, 1e6, whole=False)
 IMAGES = Range(1, 10**9)  # images_per_class and budget ("all" for every image)
 POINTS_DIFFERENCE = Range(-100, 100, whole=False)  # a finding's above, below, within and paper: percent points
 # A run and a grid name folders and files of the store.
@@ -572,6 +574,12 @@ def _check_settings(whole: dict) -> None:
         Range(1, 100_000).check(whole["ray"]["max_concurrent_trials"], "ray.max_concurrent_trials")
     for key, allowed in RESOURCE_RANGES.items():
         allowed.check(whole["resources"][key], f"resources.{key}")
+    device, price = whole["cost"]["device"], whole["cost"]["price_per_hour"]
+    if device is not None and device not in throughput():
+        raise ConfigError(f"cost.device={device!r} has no measured throughput; device kinds of "
+                          f"orchestrator/throughput.yaml: {', '.join(sorted(throughput()))}")  # fmt: skip
+    if price is not None:
+        PRICE.check(price, "cost.price_per_hour")
 
 
 def _check_experiment(config: DictConfig, checked_models: set[str]) -> set[str]:

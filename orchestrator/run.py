@@ -30,6 +30,7 @@ from formats import GENERATE_HINT, DataFormatError
 from formats.imagenet import not_class_folders
 from models import list_models, project_models
 from orchestrator.config import POINT_KEYS, ConfigError, available, load, run_name
+from orchestrator.cost import estimate
 from orchestrator.lock import DriverLock, RunHeld
 from orchestrator.plan import describe, make_plan, save
 from orchestrator.store import Store, check_storage, filesystem_of, join, write_whole
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         store = Store(join(run_dir, "results"))
         finished = store.finished()
         print(describe(plan, config, set(finished)))
+        print(estimate(plan, config, set(finished)))
         if config.dry_run:
             return 0
         lock = DriverLock(run_dir, name)
