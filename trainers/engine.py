@@ -66,9 +66,6 @@ class Batches:
             items = torch.arange(len(self.rows))
         return [batch for batch in items.split(self.batch_size) if len(batch)]  # none at all from no items
 
-    def __len__(self) -> int:
-        return len(self._order())
-
     def _gather(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         items = items.sort().values.numpy()  # rows in file order read faster; a batch's order does not matter
         pixels = np.empty((len(items), *self.pixels[0].shape[1:]), np.uint8)
