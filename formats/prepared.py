@@ -17,6 +17,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from formats import DataFormatError
 from formats.cache import build_once, data_dir
 from formats.imagenet import imagenet_image_root, list_imagenet, list_imagenet_extra
 from formats.images import load_rgb
@@ -145,7 +147,10 @@ def main() -> None:
     arguments = parser.parse_args()
     root = arguments.root.resolve()
     size = prepared_size(arguments.image_size)
-    prepared = prepare_images(*SOURCE_IMAGES[arguments.source](root), size, workers=arguments.workers)
+    try:
+        prepared = prepare_images(*SOURCE_IMAGES[arguments.source](root), size, workers=arguments.workers)
+    except DataFormatError as error:
+        sys.exit(f"error: {error}")
     print(f"{len(prepared.paths)} images ({int((~prepared.readable).sum())} unreadable) in {prepared.folder}")
 
 

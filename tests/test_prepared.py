@@ -2,6 +2,7 @@
 per node and content, the same whoever builds them, and augmented, ordered and sharded as the loaders they
 replace were."""
 
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import torch
 from conftest import write_image
 from PIL import Image
 
-from formats.prepared import prepare_images
+from formats.prepared import SOURCE_IMAGES, prepare_images
 from trainers import engine
 
 CPU = torch.device("cpu")
@@ -102,3 +103,17 @@ def test_random_resized_crops_are_crops_and_half_are_flipped():
     assert 150 < dark_on_left.sum() < 250 and 150 < dark_on_right.sum() < 250  # crops that straddle the edge
     plain = torch.full((5, 3, 16, 16), 77.0)
     assert torch.allclose(engine.random_resized_crops(plain, 8, torch.Generator().manual_seed(1)), torch.tensor(77.0))
+
+
+def test_the_command_prepares_a_pretraining_source_ahead_of_a_run(tiny_imagenet, tmp_path, monkeypatch):
+    command = [sys.executable, "-m", "formats.prepared", "imagenet", str(tiny_imagenet), "--image-size", "32"]
+    environment = {**os.environ, "TRANSFER_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    folder, paths = SOURCE_IMAGES["imagenet"](tiny_imagenet)
+    monkeypatch.setenv("TRANSFER_DATA_DIR", environment["TRANSFER_DATA_DIR"])
+    prepared = prepare_images(folder, paths, 37)  # what a pretraining of 32 px asks for: the command's copy
+    assert f"{len(paths)} images (0 unreadable) in {prepared.folder}" in done.stdout
+    missing = subprocess.run([*command[:4], str(tmp_path / "nowhere"), *command[5:]], env=environment,
+                             capture_output=True, text=True)  # fmt: skip
+    assert missing.returncode == 1 and "error: ImageNet root" in missing.stderr and "Traceback" not in missing.stderr
