@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         store = Store(join(run_dir, "results"))
         finished = store.finished()
         print(describe(plan, config, set(finished)))
-        print(estimate(plan, config, set(finished)))
         if config.dry_run:
+            print(estimate(plan, config, set(finished)))
             return 0
         lock = DriverLock(run_dir, name)
         dead = lock.acquire()
@@ -153,6 +153,7 @@ def _run(config, plan, name: str, run_dir: str, store: Store) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finished = store.finished()  # again: a driver that held the run before may have finished more
+    print(estimate(plan, config, set(finished)))  # once the run is held: counting the data may generate it
     filesystem, path = filesystem_of(run_dir)
     try:
         write_whole(filesystem, join(path, "config.yaml"), OmegaConf.to_yaml(config, resolve=True).encode())
