@@ -13,6 +13,8 @@ file becomes a row marked unreadable (logged by ``load_rgb``), which readers ski
 """
 
 import argparse
+import contextlib
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -61,11 +63,14 @@ class PreparedImages:
     readable: np.ndarray  # [N] bool: False where the file could not be decoded (its pixels are zero)
     paths: list[str]
 
+    @functools.cached_property
+    def _row_of(self) -> dict[str, int]:  # built once: a pretraining looks up its train and its val rows
+        return {path: row for row, path in enumerate(self.paths)}
+
     def rows(self, paths: Sequence[str]) -> np.ndarray:
         """The rows of these paths."""
-        index = {path: row for row, path in enumerate(self.paths)}
         try:
-            return np.array([index[path] for path in paths], dtype=np.int64)
+            return np.array([self._row_of[path] for path in paths], dtype=np.int64)
         except KeyError as missing:
             raise KeyError(f"{missing} is not among the {len(self.paths)} prepared images of {self.folder}") from None
 
@@ -108,13 +113,8 @@ def _build(out: Path, root: Path, paths: list[str], size: int, crops, workers: i
     readable = np.zeros(len(paths), dtype=bool)
     chunks = [(root, paths[start : start + CHUNK], crops and crops[start : start + CHUNK], size, start)
               for start in range(0, len(paths), CHUNK)]  # fmt: skip
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            decoded = pool.imap_unordered(_decode_chunk, chunks)
-            for start, block, ok in decoded:
-                pixels[start : start + len(block)], readable[start : start + len(block)] = block, ok
-    else:
-        for start, block, ok in map(_decode_chunk, chunks):
+    with multiprocessing.get_context("fork").Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        for start, block, ok in (pool.imap_unordered if pool else map)(_decode_chunk, chunks):
             pixels[start : start + len(block)], readable[start : start + len(block)] = block, ok
     pixels.flush()
     del pixels

@@ -59,16 +59,16 @@ def train_fn_per_worker(config: dict) -> None:
     for source in manifest["source"].unique():
         folder, paths = SOURCE_IMAGES[source](synthetic.resolve(source, sources[source]))
         prepared[source] = prepare_images(folder, paths, prepared_size(cfg.image_size), workers=cfg.loader_workers)
-    train, val = (
-        engine.Batches(
-            [(prepared[source], prepared[source].rows(part["path"].tolist()))
-             for source, part in rows.groupby("source", observed=True)],
-            np.concatenate([part["label"].to_numpy(np.int64) for _, part in rows.groupby("source", observed=True)]),
+    batches = {}
+    for split in ("train", "val"):
+        parts = list(manifest[manifest["split"] == split].groupby("source", observed=True))
+        batches[split] = engine.Batches(
+            [(prepared[source], prepared[source].rows(part["path"].tolist())) for source, part in parts],
+            np.concatenate([part["label"].to_numpy(np.int64) for _, part in parts]),
             image_size=cfg.image_size, train=split == "train", batch_size=cfg.batch_size, seed=cfg.seed,
             mean=mean, std=std, device=device,
-        )
-        for split, rows in ((split, manifest[manifest["split"] == split]) for split in ("train", "val"))
-    )  # fmt: skip
+        )  # fmt: skip
+    train, val = batches["train"], batches["val"]
 
     model = engine.prepare(network, cfg.use_gpu)
     optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
