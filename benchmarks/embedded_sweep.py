@@ -62,12 +62,13 @@ def main() -> None:
             env["TRANSFER_DATA_DIR"] = str(Path(tmp) / "data")
         storage = Path(keep or tmp) / "runs"
         command = [sys.executable, "-m", "orchestrator.run", f"grid={grid}", f"storage={storage}", *overrides]
-        plan = subprocess.run([*command, "dry_run=true"], env=env, capture_output=True, text=True)
         started = time.perf_counter()
         run = subprocess.run(command, env=env, capture_output=True, text=True)
         minutes = (time.perf_counter() - started) / 60
         if run.returncode != 0:
             sys.exit(f"the run failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
+        # After the run, which it would have spared some generation (it counts the tasks' images)
+        plan = subprocess.run([*command, "dry_run=true"], env=env, capture_output=True, text=True)
         results = run.stdout.strip().splitlines()[-1]
         print(plan.stdout.splitlines()[0])
         print(f"{'warm' if warm else 'cold'} start: {minutes:.1f} minutes")

@@ -69,7 +69,7 @@ def a_checkpoint(storage: Path):
     """A pretraining checkpoint that Ray Train has registered (a worker killed before that restarts from zero)."""
 
     def registered() -> bool:
-        for snapshot in (storage / "r" / "train").glob("pretrain-*/checkpoint_manager_snapshot.json"):
+        for snapshot in (storage / "r" / "train").glob("point-*/checkpoint_manager_snapshot.json"):
             try:
                 if json.loads(snapshot.read_text())["checkpoint_results"]:
                     return True

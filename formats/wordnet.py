@@ -163,19 +163,20 @@ def _allow_nltk_data_dir() -> None:
         nltk.data.path.insert(0, str(nltk_data_dir()))
 
 
-class _UnpublishedCorpusReader(WordNetCorpusReader):
-    """Reads a corpus before it is in place: the stock reader maps it against the corpus
-    already published under ``corpora/wordnet``, which is the one being built."""
+class _EnglishCorpusReader(WordNetCorpusReader):
+    """The stock reader without its map to the corpus published under ``corpora/wordnet``, which only the
+    multilingual functions use: building it reads every sense key twice (seconds in every process that plans
+    or builds a subset), and while the corpus is being laid out, the published one is the one being built."""
 
     def map_wn(self, version="wordnet"):
         return None
 
 
-def _reader(path: Path, reader_class=WordNetCorpusReader) -> WordNetCorpusReader:
+def _reader(path: Path) -> WordNetCorpusReader:
     _allow_nltk_data_dir()
     with warnings.catch_warnings():  # "multilingual functions are not available": we need none
         warnings.simplefilter("ignore", UserWarning)
-        return reader_class(str(path), None)
+        return _EnglishCorpusReader(str(path), None)
 
 
 def _lay_out(source: Path, out: Path) -> dict:
@@ -198,7 +199,7 @@ def _lay_out(source: Path, out: Path) -> dict:
     # The reader opens index.sense while it starts, so an empty one comes first; the real one is
     # derived from what that reader parsed.
     (out / "index.sense").write_text("")
-    reader = _reader(out, _UnpublishedCorpusReader)
+    reader = _reader(out)
     (out / "index.sense").write_text(_index_sense(reader, out / "cntlist.rev"))
     version = reader.get_version()
     if version != "3.0":

@@ -6,12 +6,12 @@
         data.voc=/datasets/VOCdevkit data.sun397=/datasets/SUN397 resources.use_gpu=true \\
         ray.address=auto storage=s3://bucket/runs run=my-run
 
-Each grid point is one Tune trial: its pretraining, then its fine-tunings, each a Ray Train
-TorchTrainer. Results go to <storage>/<run>/results as Parquet, one file per finished unit; the
-same command with the same run name resumes, skipping finished units; one driver holds a run at a time
-(``orchestrator.lock``), and a second exits at once naming the first. The report (figures, tables,
-the paper's findings checked) goes to <storage>/<run>/report/ (report=false: none), and the last
-line printed says where.
+Each grid point is one Tune trial, which fits one Ray Train TorchTrainer: its workers pretrain, then run the
+point's fine-tunings (orchestrator.trial). Results go to <storage>/<run>/results as Parquet, one file per
+finished unit; the same command with the same run name resumes, skipping finished units; one driver holds a
+run at a time (``orchestrator.lock``), and a second exits at once naming the first. The report (figures,
+tables, the paper's findings checked) goes to <storage>/<run>/report/ (report=false: none), and the last line
+printed says where.
 """
 
 import dataclasses
@@ -209,7 +209,8 @@ def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> list[str
             # a CPU per trial would leave no node a whole CPU for a worker; a token of memory is free.
             tune.with_resources(tune.with_parameters(sweep_trial, settings=settings), {"CPU": 0, "memory": 2**20}),
             param_space=tune.grid_search(points),
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
+            # A trial's process is kept for the next one: no second start-up and import, and the WordNet it loaded
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True),
             # A trial that fails (its node lost, its store unwritable) starts again and skips what has a row.
             run_config=tune.RunConfig(name="tune", storage_path=run_dir,
                                       failure_config=tune.FailureConfig(max_failures=config.resources.max_failures)),

@@ -175,7 +175,19 @@ class Store:
         if unknown:
             raise ValueError(f"not in the result schema: {sorted(unknown)}")
         table = pa.Table.from_pylist([row], schema=SCHEMA)
-        write_whole(self.filesystem, join(self.path, f"{row['kind']}-{row['unit_id']}.parquet"), parquet_bytes(table))
+        write_whole(self.filesystem, self._file(row["kind"], row["unit_id"]), parquet_bytes(table))
+
+    def finished_row(self, kind: str, unit_id: str) -> dict | None:
+        """The unit's row, read from its own file, if the unit finished successfully; else None."""
+        path = self._file(kind, unit_id)
+        if self.filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+            return None
+        with self.filesystem.open_input_file(path) as file:
+            row = pq.read_table(file, schema=SCHEMA).to_pylist()[0]
+        return row if row["status"] == "ok" else None
+
+    def _file(self, kind: str, unit_id: str) -> str:
+        return join(self.path, f"{kind}-{unit_id}.parquet")
 
     def read(self) -> pa.Table:
         """Every row; hidden (temporary) files are ignored."""

@@ -1,37 +1,44 @@
-"""One Tune trial: a pretraining, then every fine-tuning of it, each a Ray Train TorchTrainer.
+"""One Tune trial per grid point, which fits one Ray Train TorchTrainer (Ray Train V2): its workers pretrain (unless
+that is done) and then run the point's fine-tunings, so a point pays Ray Train's worker-group start-up once.
 
-The trial is the Tune function that builds and fits the trainers (Ray Train V2). The store is the
-source of truth: a finished pretraining is not run again, only its missing fine-tunings are, and
-each finished unit's row is written as soon as its trainer returns. Train run names are the
-units' hashes, so a rerun after an interruption resumes a trainer from its last checkpoint.
+The store is the source of truth: what has a row is not run again. Rank 0 writes each unit's row as soon as the unit
+ends, and the pretrained network goes to ``<run>/pretrained/<unit id>/model.pt``, outside Ray Train's checkpoint
+rotation, where every later fine-tuning of it reads it. Train run names come from the units' hashes, so a rerun after an
+interruption resumes a worker group from its last checkpoint, mid-pretraining or mid-fine-tuning. A unit that ends
+without a row (its worker group failed for good) gets a failed row that says why.
 """
 
+import functools
 import socket
+import tempfile
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.fs as pafs
 import ray
 import torch
+import torch.distributed as dist
 from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 import synthetic
-from orchestrator.store import Store, filesystem_of, join, uri_of, write_whole
+from models import save_checkpoint
+from orchestrator.store import Store, filesystem_of, join, write_whole
 from subsets.manifest import SubsetSpec, build
 from tasks import TASKS
-from trainers import pretrain, transfer
+from trainers import engine, pretrain, transfer
 
 ERROR_LIMIT = 4000  # characters of a traceback kept in a failed row
+WAIT_FOR_PRETRAINING_S = 2.0  # how often a further fine-tuning group looks for the pretraining's row
 
 
 def sweep_trial(job: dict, settings: dict) -> None:
-    """``job``: the grid point's pretraining and fine-tunings (Tune's config, shown in its
-    progress table); ``settings``: what every trial shares (run, storage, resources, versions)."""
+    """``job``: the grid point's pretraining and fine-tunings (Tune's config, shown in its progress table);
+    ``settings``: what every trial shares (run, storage, resources, versions)."""
     store = Store(settings["results"])
     finished = store.finished()
     context = {
@@ -42,24 +49,154 @@ def sweep_trial(job: dict, settings: dict) -> None:
                      "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
     }  # fmt: skip
     pretraining = job["pretraining"]
-    row = finished.get(pretraining["unit_id"]) or _pretrain(pretraining, settings, context, store)
-    if row["status"] != "ok":
+    model = join(settings["run_dir"], "pretrained", pretraining["unit_id"])
+    stage = None
+    if pretraining["unit_id"] not in finished:
+        stage = _pretraining_stage(pretraining, model, settings, context, store)
+        if stage is None:  # its subset could not be built: the row says why
+            tune.report({"pretrain_failed": 1})
+            return
+    count = settings["resources"]["finetune_groups"]
+    # A group keeps its index across reruns: it names the Train run that a rerun resumes.
+    groups = [[u for u in job["finetunings"][k::count] if u["unit_id"] not in finished] for k in range(count)]
+    changed = _changed_data([unit for group in groups for unit in group])
+    rows = {}
+    for group in groups:
+        for unit in group:
+            rows[unit["unit_id"]] = _finetune_row(unit, pretraining, model, context)
+            if unit["unit_id"] in changed:
+                store.write({**rows[unit["unit_id"]], "status": "failed", "error": changed[unit["unit_id"]]})
+    groups = [[u for u in group if u["unit_id"] not in changed] for group in groups]
+    fit = functools.partial(_fit_group, model=model, rows=rows, pretraining=pretraining, settings=settings)
+    with ThreadPoolExecutor(count) as pool:
+        if stage is None:
+            futures = {k: pool.submit(fit, k, group) for k, group in enumerate(groups) if group}
+        else:  # the first group pretrains; the others start once the pretrained network is published
+            first = pool.submit(fit, 0, groups[0], stage)
+            futures = {0: first} | {k: pool.submit(_after_pretraining, first, store, pretraining["unit_id"], fit, k,
+                                                   group) for k, group in enumerate(groups) if k and group}  # fmt: skip
+        errors = {k: future.result() for k, future in futures.items()}
+    pretrained = finished.get(pretraining["unit_id"]) or store.finished_row("pretrain", pretraining["unit_id"])
+    if pretrained is None:  # its fine-tunings did not run, and have no rows
+        error = errors[0] or "the worker group ended without the pretraining's result"
+        store.write({**stage["row"], "status": "failed", "error": error})
         tune.report({"pretrain_failed": 1})
         return
-    checkpoint = _checkpoint(row["checkpoint"])
-    units = job["finetunings"]
-    count = settings["resources"]["finetune_groups"]
-    groups = [units[k::count] for k in range(count)]
-    run_group = lambda index_group: _finetune(*index_group, pretraining, checkpoint, settings, context, store)  # noqa: E731
-    # A group keeps its index across reruns: it names the Train run that a rerun resumes.
-    todo = [(k, [u for u in group if u["unit_id"] not in finished]) for k, group in enumerate(groups)]
-    pending = [(k, group) for k, group in todo if group]
-    if len(pending) > 1:
-        with ThreadPoolExecutor(len(pending)) as pool:
-            list(pool.map(run_group, pending))
+    for k, group in enumerate(groups):
+        for unit in group:
+            if store.finished_row("finetune", unit["unit_id"]) is None:
+                cause = errors.get(k) or "the worker group ended without this unit's result"
+                store.write({**rows[unit["unit_id"]], "status": "failed", "error": cause})
+    tune.report({"pretrain_val_top1": pretrained["value"], "finetunings": len(job["finetunings"])})
+
+
+def _pretraining_stage(job: dict, model: str, settings: dict, context: dict, store: Store) -> dict | None:
+    """What a worker group needs to pretrain (its loop's config and the row it completes), once the subset's
+    manifest is built and published; None, with a failed row written, when it cannot be built."""
+    subset_spec = SubsetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["subset"].items()})
+    row = {**context, "kind": "pretrain", "unit_id": job["unit_id"], "pretrain_id": job["unit_id"],
+           "model": job["model"]["name"], "protocol": "pretrain", "label_set": subset_spec.label_set,
+           "images_per_class": subset_spec.images_per_class, "budget": subset_spec.budget,
+           "subset_seed": subset_spec.seed, "epochs": job["recipe"]["epochs"], "metric": "val_top1",
+           "data_fingerprint": subset_spec.data_fingerprint, "checkpoint": model}  # fmt: skip
+    started = time.perf_counter()
+    try:
+        subset = build(subset_spec)
+        facts = subset.facts
+        row |= {"classes": facts["classes"], "labels": facts["labels"], "train_images": facts["train_images"],
+                "budget_shortfall": facts["shortfall"], "subset_hash": facts["hash"]}  # fmt: skip
+        manifest = _publish_manifest(subset.directory / "manifest.parquet", settings, facts["hash"])
+    except Exception as error:  # the unit fails alone: its row says why, the sweep goes on
+        store.write({**row, "status": "failed", "error": _failed(error), "wall_time_s": time.perf_counter() - started})
+        return None
+    loop = {**job["recipe"], "manifest": manifest, "data_source": subset_spec.source,
+            "extra_source": subset_spec.extra_source, "num_labels": facts["labels"], "model": job["model"],
+            "use_gpu": settings["resources"]["use_gpu"],
+            "seed": subset_spec.seed,  # a pretraining's replicates differ in their images and initialisation
+            "loader_workers": settings["resources"]["loader_workers"]}  # fmt: skip
+    return {"loop": loop, "row": row}
+
+
+def _finetune_row(unit: dict, pretraining: dict, model: str, context: dict) -> dict:
+    return {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretraining["unit_id"],
+            "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"],
+            "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"), "data_fingerprint": unit["data_fingerprint"],
+            "checkpoint": model}  # fmt: skip
+
+
+def _fit_group(index: int, group: list, stage: dict | None = None, *, model, rows, pretraining, settings) -> str | None:
+    """Fits the worker group of fine-tuning group ``index`` (which first pretrains, given the ``stage``); the
+    error it ended with, if any."""
+    units = [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe")} for u in group]
+    loop_config = {
+        "results": settings["results"], "model": model, "pretraining": stage,
+        "rows": {u["unit_id"]: rows[u["unit_id"]] for u in units},
+        "finetuning": {"units": units, "data_sources": {u["task"]: u["data_source"] for u in group},
+                       "use_gpu": settings["resources"]["use_gpu"],
+                       "loader_workers": settings["resources"]["loader_workers"],
+                       "image_size": pretraining["recipe"]["image_size"]},
+    }  # fmt: skip
+    try:
+        _fit(point_fn_per_worker, loop_config, f"point-{pretraining['unit_id']}-group{index}", settings)
+    except Exception as failure:
+        return _failed(failure)
+    return None
+
+
+def _after_pretraining(first: Future, store: Store, pretrain_id: str, fit, index: int, group: list) -> str | None:
+    """Fits a further fine-tuning group once the first group's pretraining has its row; nothing if it has none
+    when that group ends (the pretraining failed)."""
+    while store.finished_row("pretrain", pretrain_id) is None:
+        if first.done() and store.finished_row("pretrain", pretrain_id) is None:
+            return None
+        time.sleep(WAIT_FOR_PRETRAINING_S)
+    return fit(index, group)
+
+
+def point_fn_per_worker(config: dict) -> None:
+    """The loop of every worker of a grid point's group: the pretraining (``config["pretraining"]``, unless its
+    network is published already), then the fine-tunings. Rank 0 publishes the network and writes the rows."""
+    store = Store(config["results"])
+    rank, _ = engine.world()
+    if config["pretraining"] is not None:
+        _pretrain_and_publish(config["pretraining"], config["model"], store, rank)
+    if not config["finetuning"]["units"]:
+        return
+
+    def finished(unit_id: str, outcome: dict) -> None:
+        if rank == 0:
+            row = config["rows"][unit_id]
+            store.write({**row, "status": "ok", "metric": f"{row['task']}_{outcome['metric']}",
+                         "value": outcome["value"], "metrics": outcome, "images_per_s": outcome["images_per_s"],
+                         "train_images": outcome["train_images"], "wall_time_s": outcome["wall_time_s"]})  # fmt: skip
+
+    transfer.run({**config["finetuning"], "pretrained": _checkpoint(config["model"])}, finished)
+
+
+def _pretrain_and_publish(stage: dict, model: str, store: Store, rank: int) -> None:
+    started = time.perf_counter()
+    filesystem, folder = filesystem_of(model)
+    published = join(folder, pretrain.MODEL_FILE)
+    if filesystem.get_file_info(published).type == pafs.FileType.File:  # a restarted group: the row may be missing
+        with _checkpoint(model).as_directory() as directory:
+            state = torch.load(Path(directory) / pretrain.MODEL_FILE, map_location="cpu", weights_only=True)
+        history = state["history"]
     else:
-        list(map(run_group, pending))
-    tune.report({"pretrain_val_top1": row["value"], "finetunings": len(units)})
+        network, history = pretrain.run(stage["loop"])
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as scratch:
+                local = Path(scratch) / pretrain.MODEL_FILE
+                save_checkpoint(local, network, {"pretrain": stage["loop"], "history": history})
+                filesystem.create_dir(folder, recursive=True)
+                write_whole(filesystem, published, local.read_bytes())
+        if dist.is_initialized():  # the other ranks read the network once rank 0 has published it
+            dist.barrier()
+    if rank == 0 and store.finished_row("pretrain", stage["row"]["unit_id"]) is None:
+        final = history[-1]
+        store.write({**stage["row"], "status": "ok", "value": final["val_top1"],
+                     "metrics": {"final": final, "history": history},
+                     "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
+                     "wall_time_s": time.perf_counter() - started})  # fmt: skip
 
 
 def _scaling(settings: dict) -> ScalingConfig:
@@ -83,9 +220,8 @@ def _run_config(name: str, settings: dict) -> RunConfig:
     )
 
 
-def _fit(train_fn, loop_config: dict, name: str, settings: dict, state_file: str) -> tuple[Checkpoint, dict]:
-    """Fits a TorchTrainer (resuming the Train run of that name if it exists) and returns its
-    last checkpoint and the named file in it."""
+def _fit(train_fn, loop_config: dict, name: str, settings: dict) -> None:
+    """Fits a TorchTrainer, resuming the Train run of that name if it exists."""
     result = TorchTrainer(
         train_fn,
         train_loop_config=loop_config,
@@ -93,8 +229,6 @@ def _fit(train_fn, loop_config: dict, name: str, settings: dict, state_file: str
         run_config=_run_config(name, settings),
     ).fit()
     _remove_orphaned_checkpoints(result)
-    with result.checkpoint.as_directory() as directory:
-        return result.checkpoint, torch.load(Path(directory) / state_file, weights_only=True)
 
 
 def _remove_orphaned_checkpoints(result) -> None:
@@ -110,73 +244,6 @@ def _remove_orphaned_checkpoints(result) -> None:
 
 def _failed(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))[-ERROR_LIMIT:]
-
-
-def _pretrain(job: dict, settings: dict, context: dict, store: Store) -> dict:
-    subset_spec = SubsetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["subset"].items()})
-    started = time.perf_counter()
-    row = {**context, "kind": "pretrain", "unit_id": job["unit_id"], "pretrain_id": job["unit_id"],
-           "model": job["model"]["name"], "protocol": "pretrain", "label_set": subset_spec.label_set,
-           "images_per_class": subset_spec.images_per_class, "budget": subset_spec.budget,
-           "subset_seed": subset_spec.seed, "epochs": job["recipe"]["epochs"], "metric": "val_top1",
-           "data_fingerprint": subset_spec.data_fingerprint}  # fmt: skip
-    try:
-        subset = build(subset_spec)
-        facts = subset.facts
-        row |= {"classes": facts["classes"], "labels": facts["labels"], "train_images": facts["train_images"],
-                "budget_shortfall": facts["shortfall"], "subset_hash": facts["hash"]}  # fmt: skip
-        manifest = _publish_manifest(subset.directory / "manifest.parquet", settings, facts["hash"])
-        loop_config = {**job["recipe"], "manifest": manifest, "data_source": subset_spec.source,
-                       "extra_source": subset_spec.extra_source,
-                       "num_labels": facts["labels"], "model": job["model"], "use_gpu": settings["resources"]["use_gpu"],
-                       "seed": subset_spec.seed,  # a pretraining's replicates differ in their images and initialisation
-                       "loader_workers": settings["resources"]["loader_workers"]}  # fmt: skip
-        checkpoint, state = _fit(
-            pretrain.train_fn_per_worker, loop_config, f"pretrain-{job['unit_id']}", settings, pretrain.STATE_FILE
-        )
-        history = state["history"]
-        final = history[-1]
-        row |= {"status": "ok", "value": final["val_top1"], "metrics": {"final": final, "history": history},
-                "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
-                "checkpoint": uri_of(checkpoint.path, settings["train_storage"])}  # fmt: skip
-    except Exception as error:  # the unit fails alone: its row says why, the sweep goes on
-        row |= {"status": "failed", "error": _failed(error)}
-    row["wall_time_s"] = time.perf_counter() - started
-    store.write(row)
-    return row
-
-
-def _finetune(index: int, units: list, pretraining: dict, checkpoint: Checkpoint, settings, context, store) -> None:
-    started = time.perf_counter()
-    pretrain_id = pretraining["unit_id"]
-    changed = _changed_data(units)
-    runnable = [u for u in units if u["unit_id"] not in changed]
-    loop_config = {"units": [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe")} for u in runnable],
-                   "pretrained": checkpoint, "data_sources": {u["task"]: u["data_source"] for u in runnable},
-                   "use_gpu": settings["resources"]["use_gpu"], "loader_workers": settings["resources"]["loader_workers"],
-                   "image_size": pretraining["recipe"]["image_size"]}  # fmt: skip
-    results, error = {}, None
-    if runnable:
-        try:
-            name = f"finetune-{pretrain_id}-group{index}"
-            _, progress = _fit(transfer.finetune_fn_per_worker, loop_config, name, settings, transfer.PROGRESS_FILE)
-            results = progress["results"]
-        except Exception as failure:
-            error = _failed(failure)
-    for unit in units:
-        row = {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretrain_id,
-               "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"],
-               "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"), "data_fingerprint": unit["data_fingerprint"],
-               "checkpoint": uri_of(checkpoint.path, settings["train_storage"]), "wall_time_s": time.perf_counter() - started}  # fmt: skip
-        outcome = results.get(unit["unit_id"])
-        if outcome is None:
-            cause = changed.get(unit["unit_id"]) or error or "the fine-tuning group ended without this unit's result"
-            row |= {"status": "failed", "error": cause}
-        else:
-            row |= {"status": "ok", "metric": f"{unit['task']}_{outcome['metric']}", "value": outcome["value"],
-                    "metrics": outcome, "images_per_s": outcome["images_per_s"], "train_images": outcome["train_images"],
-                    "wall_time_s": outcome["wall_time_s"]}  # fmt: skip
-        store.write(row)
 
 
 def _changed_data(units: list) -> dict[str, str]:

@@ -149,7 +149,7 @@ def test_a_lost_node_costs_only_its_unfinished_work_and_a_killed_driver_is_resum
         lost = [*common, "grid.points=[{label_set:random_250},{label_set:up_down_127}]", "run=lost-node"]
         sampler.start()
         run = start(*lost)
-        wait_for(lambda: registered_checkpoints(storage / "lost-node" / "train", "pretrain-*"), "a checkpoint")
+        wait_for(lambda: registered_checkpoints(storage / "lost-node" / "train", "point-*"), "a checkpoint")
         raylet = raylet_running("ray::ImplicitFunc")  # the node of the grid point's Tune trial
         (victim,) = [n for n in workers if n.all_processes["raylet"][0].process.pid == raylet]
         cluster.remove_node(victim, allow_graceful=False)
@@ -167,7 +167,7 @@ def test_a_lost_node_costs_only_its_unfinished_work_and_a_killed_driver_is_resum
 
         killed = [*common, "grid.points=[{label_set:random_500}]", "run=killed-driver"]
         run = start(*killed)
-        wait_for(lambda: registered_checkpoints(storage / "killed-driver" / "train", "pretrain-*"), "a checkpoint")
+        wait_for(lambda: registered_checkpoints(storage / "killed-driver" / "train", "point-*"), "a checkpoint")
         run.send_signal(signal.SIGKILL)
         run.communicate()
         again = sweep(*killed)

@@ -70,9 +70,9 @@ def test_a_grid_on_s3_named_with_its_endpoint_in_the_uri_stores_everything_there
     assert f"lab/on-s3/subsets/{rows[1]['subset_hash']}.parquet" in names  # the manifest the workers read
     assert {"lab/on-s3/report/report.md", "lab/on-s3/report/index.html"} <= names
     assert not any(name.rsplit("/", 1)[1].startswith(".") for name in names if "/results/" in name)  # no leftovers
-    # The row's checkpoint is a URI that reads back, endpoint included, and names a Train checkpoint in the bucket.
+    # The row's checkpoint is a URI that reads back, endpoint included, and names the published network in the bucket.
     checkpoint = rows[1]["checkpoint"]
-    assert checkpoint.startswith("s3://runs/lab/on-s3/train/pretrain-") and checkpoint.endswith("&scheme=http")
+    assert checkpoint.startswith("s3://runs/lab/on-s3/pretrained/") and checkpoint.endswith("&scheme=http")
     filesystem, path = filesystem_of(checkpoint)
     assert any(entry.base_name.endswith(".pt") for entry in filesystem.get_file_info(pafs.FileSelector(path, recursive=True)))
     assert not list(tmp_path.iterdir())  # nothing was written where the driver ran

@@ -158,3 +158,21 @@ def test_tiny_grid_end_to_end_then_resume(tmp_path):
     assert "[done]" in again.stdout and "(0 to run)" in again.stdout
     assert {name: (results / name).stat().st_mtime_ns for name in ok_files} == stamps  # not run again
     assert len(rows(results)) == 4  # the failed unit was retried and its row replaced, not duplicated
+
+
+def test_further_fine_tuning_groups_start_once_the_first_group_has_pretrained(tmp_path):
+    args = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[sun397,voc_action]", "grid.seeds=[0]",
+            "resources.finetune_groups=2", f"storage={tmp_path}", "run=groups"]  # fmt: skip
+    result = sweep(*args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    finetunings, (pretrain,) = (
+        [r for r in rows(tmp_path / "groups" / "results") if r["kind"] == kind] for kind in ("finetune", "pretrain")
+    )
+    assert len(finetunings) == 2 and all(r["status"] == "ok" for r in [*finetunings, pretrain])
+    # The first group pretrained and published the network; the second started after that, from the same network.
+    trained = json.loads(pretrain["metrics"])["final"]["trainer_finished_at"]
+    assert all(json.loads(r["metrics"])["started_at"] > trained for r in finetunings)
+    assert {r["checkpoint"] for r in finetunings} == {pretrain["checkpoint"]}
+    assert Path(pretrain["checkpoint"], "model.pt").is_file()
+    runs = sorted(p.name for p in (tmp_path / "groups" / "train").iterdir())
+    assert runs == [f"point-{pretrain['unit_id']}-group0", f"point-{pretrain['unit_id']}-group1"]

@@ -44,7 +44,7 @@ def registered_checkpoints(train_dir, runs: str) -> list:
 
 def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
     run = start(*ONE_POINT, "pretrain.epochs=4", f"storage={tmp_path}", "run=kill")
-    wait_for(lambda: registered_checkpoints(tmp_path / "kill" / "train", "pretrain-*"), "a pretraining checkpoint")
+    wait_for(lambda: registered_checkpoints(tmp_path / "kill" / "train", "point-*"), "a pretraining checkpoint")
     killed = subprocess.run(["pkill", "-9", "-f", "ray::RayTrainWorker"]).returncode
     output, _ = run.communicate(timeout=900)
     assert killed == 0, "no training worker was running"
@@ -59,7 +59,7 @@ def test_killed_detection_worker_resumes_from_its_detector_checkpoint(tmp_path):
     args = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[pascal_det]", "grid.seeds=[0]",
             "detect.iterations=200", "detect.checkpoint_interval=10"]  # fmt: skip
     run = start(*args, f"storage={tmp_path}", "run=kill")
-    wait_for(lambda: registered_checkpoints(tmp_path / "kill" / "train", "finetune-*"), "a detector checkpoint")
+    wait_for(lambda: registered_checkpoints(tmp_path / "kill" / "train", "point-*"), "a detector checkpoint")
     killed = subprocess.run(["pkill", "-9", "-f", "ray::RayTrainWorker"]).returncode
     output, _ = run.communicate(timeout=900)
     assert killed == 0, "no training worker was running"
@@ -67,7 +67,7 @@ def test_killed_detection_worker_resumes_from_its_detector_checkpoint(tmp_path):
     (detection,) = [r for r in rows(tmp_path / "kill" / "results") if r["kind"] == "finetune"]
     metrics = json.loads(detection["metrics"])
     assert metrics["iterations"] == 200 and metrics["resumed_from"] >= 10  # resumed, not restarted
-    assert len(list((tmp_path / "kill" / "train").glob("finetune-*/checkpoint_2*"))) == 2  # older ones deleted
+    assert len(list((tmp_path / "kill" / "train").glob("point-*/checkpoint_2*"))) == 2  # older ones deleted
 
 
 def test_detector_trains_as_two_ranks_of_a_ray_train_worker_group(tmp_path):
@@ -181,7 +181,7 @@ def test_a_second_driver_exits_at_once_and_a_killed_one_is_taken_over(tmp_path):
     second = sweep(*args, timeout=300)
     assert second.returncode == 2 and time.monotonic() - started < 120
     assert f"error: run held is held by another driver: pid {first.pid} on " in second.stderr
-    wait_for(lambda: registered_checkpoints(tmp_path / "held" / "train", "pretrain-*"), "a pretraining checkpoint")
+    wait_for(lambda: registered_checkpoints(tmp_path / "held" / "train", "point-*"), "a pretraining checkpoint")
     first.kill()  # SIGKILL: no clean-up, its claim stays
     first.communicate()
     assert (tmp_path / "held" / "driver.json").is_file()

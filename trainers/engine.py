@@ -179,11 +179,14 @@ def predict(model, data: Batches, forward: Callable = nn.Module.__call__) -> tup
 
 
 def restore(files: list[str]) -> dict[str, dict] | None:
-    """The named files of the latest Ray Train checkpoint, loaded; None when starting fresh."""
+    """The named files of the latest Ray Train checkpoint, loaded; None when starting fresh, or when that
+    checkpoint is another stage's (a grid point's worker group pretrains, then fine-tunes)."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
+        if not all((Path(directory) / name).is_file() for name in files):
+            return None
         return {name: torch.load(Path(directory) / name, map_location="cpu", weights_only=True) for name in files}
 
 

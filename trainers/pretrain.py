@@ -1,5 +1,5 @@
-"""Pretraining a network (a registered model: AlexNet, or any timm architecture) on a subset: the loop every
-Ray Train worker runs.
+"""Pretraining a network (a registered model: AlexNet, or any timm architecture) on a subset: the first stage of
+the loop every Ray Train worker of a grid point runs (orchestrator.trial).
 
 The subset is a Parquet manifest (subsets.manifest): training rows give images and labels,
 validation rows the subset's own relabelled validation set; each row's path lies in its source's folder
@@ -46,7 +46,9 @@ class PretrainConfig:
     seed: int = 0
 
 
-def train_fn_per_worker(config: dict) -> None:
+def run(config: dict) -> tuple[nn.Module, list[dict]]:
+    """Trains on every worker of the group (resuming from the group's latest pretraining checkpoint) and returns
+    the trained network and each epoch's metrics."""
     cfg = PretrainConfig(**config)
     started_at = time.time()
     torch.manual_seed(cfg.seed)
@@ -101,3 +103,4 @@ def train_fn_per_worker(config: dict) -> None:
             torch.save(state, directory / STATE_FILE)
 
         engine.report(metrics, save)
+    return network, history

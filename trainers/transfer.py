@@ -1,8 +1,8 @@
-"""The loop every fine-tuning worker group runs: a list of transfer units, one after another, each run by its
-task's protocol (``trainers.PROTOCOLS``), so that Ray Train's start-up is paid once per list rather than once per
-unit. Every Ray Train checkpoint holds the results finished so far and the current unit's state (a classifier's
-after each epoch, the detector's mmengine checkpoint every ``checkpoint_interval`` iterations), so a restarted
-worker group resumes mid-list and mid-unit.
+"""The fine-tuning stage of a grid point's worker group (orchestrator.trial): a list of transfer units, one after
+another, each run by its task's protocol (``trainers.PROTOCOLS``), so that Ray Train's start-up is paid once per
+list rather than once per unit. Every Ray Train checkpoint holds the results finished so far and the current unit's
+state (a classifier's after each epoch, the detector's mmengine checkpoint every ``checkpoint_interval``
+iterations), so a restarted worker group resumes mid-list and mid-unit.
 """
 
 import copy
@@ -10,6 +10,7 @@ import functools
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ray.train
@@ -42,8 +43,11 @@ def checkpoint_unit(unit_id: str, results: dict, metrics: dict, state: dict, fil
     report_progress({"unit_id": unit_id, **metrics}, results, {**state, "unit_id": unit_id}, file)
 
 
-def finetune_fn_per_worker(config: dict) -> None:
-    """``config``: units (list of {unit_id, task, protocol, seed, recipe}), pretrained (a ray.train.Checkpoint
+def run(config: dict, finished: Callable[[str, dict], None]) -> None:
+    """Runs the units on every worker of the group, resuming from the group's latest fine-tuning checkpoint, and
+    calls ``finished(unit_id, result)`` for each unit as it ends, before checkpointing past it.
+
+    ``config``: units (list of {unit_id, task, protocol, seed, recipe}), pretrained (a ray.train.Checkpoint
     with model.pt), data_sources ({task: embedded:<scale> or a path}), image_size (the pretraining's input),
     loader_workers, use_gpu."""
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
@@ -52,11 +56,12 @@ def finetune_fn_per_worker(config: dict) -> None:
     progress = {"results": {}, "current": None}
     with config["pretrained"].as_directory() as pretrained_dir, tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        if checkpoint := ray.train.get_checkpoint():
+        if (checkpoint := ray.train.get_checkpoint()) is not None:
             with checkpoint.as_directory() as directory:
-                progress = torch.load(Path(directory) / PROGRESS_FILE, map_location="cpu", weights_only=True)
-                if (Path(directory) / UNIT_FILE).exists():
-                    shutil.copyfile(Path(directory) / UNIT_FILE, scratch / UNIT_FILE)
+                if (Path(directory) / PROGRESS_FILE).is_file():  # else the pretraining's: no unit checkpointed yet
+                    progress = torch.load(Path(directory) / PROGRESS_FILE, map_location="cpu", weights_only=True)
+                    if (Path(directory) / UNIT_FILE).exists():
+                        shutil.copyfile(Path(directory) / UNIT_FILE, scratch / UNIT_FILE)
         pretrained_file = Path(pretrained_dir) / "model.pt"
         pretrained = functools.cache(lambda: load_checkpoint(pretrained_file)[0])  # only if a protocol needs it
         for unit in config["units"]:
@@ -78,5 +83,6 @@ def finetune_fn_per_worker(config: dict) -> None:
             result = PROTOCOLS[unit["protocol"]](transfer)
             result |= {"metric": task.metric, "wall_time_s": time.perf_counter() - started, "started_at": started_at}
             result["value"] = result[task.metric]
+            finished(unit["unit_id"], result)
             progress = {"results": {**results, unit["unit_id"]: result}, "current": None}
             report_progress({"unit_id": unit["unit_id"]}, progress["results"], None)
