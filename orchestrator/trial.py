@@ -9,7 +9,9 @@ without a row (its worker group failed for good) gets a failed row that says why
 """
 
 import functools
+import json
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -33,6 +35,7 @@ from tasks import TASKS
 from trainers import engine, pretrain, transfer
 
 ERROR_LIMIT = 4000  # characters of a traceback kept in a failed row
+RUN_STATE_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's list of a run's checkpoints
 WAIT_FOR_PRETRAINING_S = 2.0  # how often a further fine-tuning group looks for the pretraining's row
 
 
@@ -222,6 +225,7 @@ def _run_config(name: str, settings: dict) -> RunConfig:
 
 def _fit(train_fn, loop_config: dict, name: str, settings: dict) -> None:
     """Fits a TorchTrainer, resuming the Train run of that name if it exists."""
+    _set_aside_unreadable_run_state(join(settings["train_storage"], name))
     result = TorchTrainer(
         train_fn,
         train_loop_config=loop_config,
@@ -229,6 +233,27 @@ def _fit(train_fn, loop_config: dict, name: str, settings: dict) -> None:
         run_config=_run_config(name, settings),
     ).fit()
     _remove_orphaned_checkpoints(result)
+
+
+def _set_aside_unreadable_run_state(run: str) -> None:
+    """Ray Train rewrites a run's checkpoint list in place, so a disk that fills mid-write leaves it empty, and a Ray
+    upgrade makes it foreign; Ray Train then refuses to start the run at all. Such a list is renamed, and the worker
+    group starts afresh: every unit that ended has its row, and the published network, so only the unit in progress
+    starts over."""
+    filesystem, path = filesystem_of(join(run, RUN_STATE_FILE))
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        return
+    with filesystem.open_input_stream(path) as file:
+        body = file.read()
+    try:
+        foreign = json.loads(body).get("ray_version") != ray.__version__
+    except (ValueError, AttributeError):
+        foreign = True
+    if foreign:
+        aside = f"{path}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+        filesystem.move(path, aside)
+        print(f"warning: {path} was unreadable or written by another Ray version; set aside as {aside}, and the "
+              "worker group starts afresh (finished units keep their rows)", file=sys.stderr)  # fmt: skip
 
 
 def _remove_orphaned_checkpoints(result) -> None:

@@ -112,3 +112,21 @@ def test_a_full_disk_fails_the_write_at_once_and_leaves_nothing_a_reader_counts(
     assert outcome["while_full"] == ["pretrain-a.parquet"]  # no partial file, no temporary left behind
     assert outcome["rows_while_full"] == ["a"]
     assert outcome["rows_after"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("snapshot, kept", [("", False), ('{"ray_version": "0.0.1"}', False), (None, True)])
+def test_a_train_run_state_that_ray_cannot_read_is_set_aside(tmp_path, snapshot, kept):
+    """An empty checkpoint list (a disk that filled while Ray Train rewrote it) or one another Ray wrote: Ray Train
+    would refuse the run, so it is renamed and the group starts afresh; a readable one stays for the resume."""
+    import ray
+
+    from orchestrator.trial import RUN_STATE_FILE, _set_aside_unreadable_run_state
+
+    state = tmp_path / "point-0-group0" / RUN_STATE_FILE
+    state.parent.mkdir()
+    body = json.dumps({"ray_version": ray.__version__, "checkpoint_results": []}) if snapshot is None else snapshot
+    state.write_text(body)
+    _set_aside_unreadable_run_state(str(state.parent))
+    assert state.is_file() == kept
+    aside = list(state.parent.glob(f"{RUN_STATE_FILE}.unreadable-*"))
+    assert len(aside) == (0 if kept else 1) and (kept or aside[0].read_text() == body)
