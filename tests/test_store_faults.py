@@ -130,3 +130,22 @@ def test_a_train_run_state_that_ray_cannot_read_is_set_aside(tmp_path, snapshot,
     assert state.is_file() == kept
     aside = list(state.parent.glob(f"{RUN_STATE_FILE}.unreadable-*"))
     assert len(aside) == (0 if kept else 1) and (kept or aside[0].read_text() == body)
+
+
+def test_a_pretraining_published_before_its_row_was_written_gets_its_row_without_training_again(tmp_path):
+    """A worker group that died between publishing the network and writing its row: the restarted group writes the
+    row from the history stored with the network, and does not pretrain again (its loop config here could not)."""
+    from models import create_model, save_checkpoint
+    from orchestrator.trial import _pretrain_and_publish
+
+    history = [{"epoch": 1, "images_per_s": 80.0}, {"epoch": 2, "images_per_s": 120.0, "val_top1": 0.25}]
+    published = tmp_path / "pretrained" / "p1"
+    published.mkdir(parents=True)
+    network = create_model("alexnet", 10, {"variant": "small", "width": 0.125})
+    save_checkpoint(published / "model.pt", network, {"pretrain": {}, "history": history})
+    store = Store(str(tmp_path / "results"))
+    stage = {"loop": {"not": "a pretraining config"}, "row": {k: v for k, v in row("p1").items() if k != "value"}}
+    _pretrain_and_publish(stage, str(published), store, rank=0)
+    written = store.finished_row("pretrain", "p1")
+    assert written["value"] == 0.25 and written["images_per_s"] == 100.0
+    assert json.loads(written["metrics"]) == {"final": history[-1], "history": history}
