@@ -196,34 +196,59 @@ def _lay_out(source: Path, out: Path) -> dict:
             for number, name in enumerate(LEXNAMES)
         )
     )
-    # The reader opens index.sense while it starts, so an empty one comes first; the real one is
-    # derived from what that reader parsed.
-    (out / "index.sense").write_text("")
-    reader = _reader(out)
-    (out / "index.sense").write_text(_index_sense(reader, out / "cntlist.rev"))
-    version = reader.get_version()
+    (out / "index.sense").write_text(_index_sense(out))
+    version = _reader(out).get_version()
     if version != "3.0":
         raise ValueError(f"{source} holds WordNet {version}; ImageNet's wnids need WordNet 3.0")
     return {"wordnet_version": version, "source": str(source)}
 
 
-def _index_sense(reader: WordNetCorpusReader, cntlist: Path) -> str:
-    """index.sense per wndb(5WN): ``sense_key synset_offset sense_number tag_cnt``, sorted by key."""
+SENSE_TYPE_NUMBERS = {"n": 1, "v": 2, "a": 3, "r": 4, "s": 5}  # ss_type in a sense key (senseidx(5WN))
+
+
+def _index_sense(corpus: Path) -> str:
+    """index.sense per senseidx(5WN), ``sense_key synset_offset sense_number tag_cnt`` sorted by key, read straight
+    from the data and index files (NLTK's reader would parse every synset into objects: three times slower)."""
     tag_counts = {}
-    for line in cntlist.read_text().splitlines():
+    for line in (corpus / "cntlist.rev").read_text().splitlines():
         key, _, count = line.split()
         tag_counts[key] = int(count)
+    senses = {}  # (lemma, index pos) -> its synsets' offsets in sense order
+    for pos in ("noun", "verb", "adj", "adv"):
+        for line in (corpus / f"index.{pos}").read_text().splitlines():
+            if line.startswith(" "):  # the licence
+                continue
+            fields = line.split()
+            lemma, index_pos, pointers = fields[0], fields[1], int(fields[3])
+            senses[lemma, index_pos] = fields[4 + pointers + 2 :]
+    synsets = [_data_fields(line) for pos in ("noun", "verb", "adj", "adv")
+               for line in (corpus / f"data.{pos}").read_text().splitlines() if not line.startswith(" ")]  # fmt: skip
+    heads = {offset: words[0] for offset, _, ss_type, words, _ in synsets if ss_type == "a"}  # adjective clusters
     rows = []
-    for pos in "nvar":
-        for synset in reader.all_synsets(pos):
-            index_pos = "a" if synset.pos() == "s" else synset.pos()
-            for lemma in synset.lemmas():
-                senses = reader._lemma_pos_offset_map[lemma.name().lower()][index_pos]
-                key = lemma.key()
-                row = f"{key} {synset.offset():08d} {senses.index(synset.offset()) + 1}"
-                rows.append((key, f"{row} {tag_counts.get(key, 0)}\n"))
+    for offset, lex_filenum, ss_type, words, head in synsets:
+        head_name, head_id = ("", "")
+        if ss_type == "s":  # a satellite's key names the first word of its cluster's head
+            head_word, head_lex_id = heads[head]
+            head_name, head_id = head_word, f"{head_lex_id:02d}"
+        index_pos = "a" if ss_type == "s" else ss_type
+        for word, lex_id in words:
+            key = f"{word}%{SENSE_TYPE_NUMBERS[ss_type]}:{lex_filenum:02d}:{lex_id:02d}:{head_name}:{head_id}".lower()
+            number = senses[word.lower(), index_pos].index(offset) + 1
+            rows.append((key, f"{key} {offset} {number} {tag_counts.get(key, 0)}\n"))
     rows.sort()
     return "".join(row for _, row in rows)
+
+
+def _data_fields(line: str) -> tuple[str, int, str, list[tuple[str, int]], str | None]:
+    """(offset, lex_filenum, ss_type, [(word, lex_id)], the first similar-to pointer's offset) of a data.<pos> line
+    (wndb(5WN)); an adjective's syntactic marker, "(a)", "(p)" or "(ip)", is not part of its word."""
+    fields = line.split(" | ", 1)[0].split()
+    count = int(fields[3], 16)
+    words = [(fields[4 + 2 * k].split("(")[0], int(fields[5 + 2 * k], 16)) for k in range(count)]
+    at = 4 + 2 * count
+    pointers = [fields[at + 1 + 4 * k : at + 5 + 4 * k] for k in range(int(fields[at]))]
+    similar = next((target for symbol, target, _, _ in pointers if symbol == "&"), None)
+    return fields[0], int(fields[1]), fields[2], words, similar
 
 
 if __name__ == "__main__":

@@ -29,6 +29,22 @@ def test_wordnet_3_0_reads_imagenet_wnids():
     assert len(list(wn.all_synsets("n"))) == 82115  # WordNet 3.0's noun synsets
 
 
+def test_index_sense_holds_every_sense_key_as_nltk_computes_it():
+    """The index.sense set-up writes from the data files, against one derived from NLTK's own parse of every
+    synset: each lemma's key (satellites name their cluster's head), offset, sense number and tag count."""
+    wn = wordnet.load()
+    tag_counts = dict(line.rsplit(" ", 2)[::2] for line in (wordnet.corpus_dir() / "cntlist.rev").read_text().splitlines())
+    expected = []
+    for pos in "nvar":
+        for synset in wn.all_synsets(pos):
+            index_pos = "a" if synset.pos() == "s" else synset.pos()
+            for lemma in synset.lemmas():
+                number = wn._lemma_pos_offset_map[lemma.name().lower()][index_pos].index(synset.offset()) + 1
+                expected.append(f"{lemma.key()} {synset.offset():08d} {number} {tag_counts.get(lemma.key(), 0)}\n")
+    assert (wordnet.corpus_dir() / "index.sense").read_text() == "".join(sorted(expected))
+    assert len(expected) == 206978  # every (lemma, synset) pair of WordNet 3.0
+
+
 def test_wordnet_install_without_the_debian_files_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="apt-get install --no-install-recommends wordnet-base"):
