@@ -74,14 +74,6 @@ def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
 
 
-def uri_of(path: str, storage: str) -> str:
-    """The URI of ``path``, a path on the filesystem that the URI ``storage`` names, that ``filesystem_of`` reads
-    back: with ``storage``'s scheme and query (its endpoint), or the path itself on a local disk."""
-    if "://" not in storage:
-        return path
-    return f"{storage.split('://', 1)[0]}://{path}{_split_query(storage)[1]}"
-
-
 class StorageError(OSError):
     pass
 

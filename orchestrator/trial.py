@@ -149,11 +149,9 @@ def _fit_group(index: int, group: list, stage: dict | None = None, *, model, row
 def _after_pretraining(first: Future, store: Store, pretrain_id: str, fit, index: int, group: list) -> str | None:
     """Fits a further fine-tuning group once the first group's pretraining has its row; nothing if it has none
     when that group ends (the pretraining failed)."""
-    while store.finished_row("pretrain", pretrain_id) is None:
-        if first.done() and store.finished_row("pretrain", pretrain_id) is None:
-            return None
+    while not first.done() and store.finished_row("pretrain", pretrain_id) is None:
         time.sleep(WAIT_FOR_PRETRAINING_S)
-    return fit(index, group)
+    return fit(index, group) if store.finished_row("pretrain", pretrain_id) is not None else None
 
 
 def point_fn_per_worker(config: dict) -> None:
