@@ -31,6 +31,8 @@ from omegaconf.errors import GrammarParseError, OmegaConfBaseException
 import synthetic
 from formats.wordnet import UnknownClassError, synset_named
 from models import check_model
+from models.published import WeightsError, check_tag, check_weights
+from models.published import image_size as published_image_size
 from orchestrator.cost import throughput
 from subsets.labels import UnknownLabelSetError, method_of
 from tasks import TASKS, datasets
@@ -45,16 +47,23 @@ POINT_KEYS = {
     "extra_include_under": "extra_<N>: keep only candidates under these synsets",
     "extra_exclude_under": "extra_<N>: drop the candidates under these synsets",
     "model": "the network pretrained: a name (its args from model_args), or {name: ..., args: {...}}",
+    "weights": "instead of a pretraining on a subset: the model's published ImageNet weights, by timm's tag (tv_in1k "
+    "for resnet50.tv_in1k), from the published_weights folder",
     "pretrain": "overrides of the pretrain recipe",
     "finetune": "overrides of the finetune protocol's recipe",
     "detect": "overrides of the detect protocol's recipe",
     "probe": "overrides of the probe protocol's recipe",
+    "fixed_features": "overrides of the fixed_features protocol's recipe",
+    "finetune_search": "overrides of the finetune_search protocol's recipe",
+    "scratch_search": "overrides of the scratch_search protocol's recipe",
 }
-GRID_KEYS = {"name", "points", "tasks", "seeds", "pretrain_seeds", "grids", "figure", "findings", *POINT_KEYS}
+GRID_KEYS = {"name", "points", "tasks", "protocol", "seeds", "pretrain_seeds", "grids", "figure", "findings",
+             *POINT_KEYS}  # fmt: skip
 FIGURE_AXES = {  # grid.figure.x: what the figure plots each task's metric against
     "images_per_class": "images per class (log scale): the paper's Fig 1",
     "labels": "the number of pretraining labels (log scale): the paper's Fig 2",
     "label_set": "one bar per label set",
+    "imagenet_top1": "the pretrained network's ImageNet top-1, one point per network: Kornblith et al.'s figures",
 }
 FINDING_KEYS = {
     "claim": "the finding in words",
@@ -92,8 +101,19 @@ class Range:
             raise ConfigError(f"{where} must be {kind} >= {self.low} and <= {self.high}, not {value!r}")
 
 
+@dataclass(frozen=True)
+class Flag:
+    """A key that is true or false."""
+
+    def check(self, value, where: str) -> None:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+
+
 EPOCHS, BATCH_SIZE = Range(1, 10_000), Range(1, 65_536)
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = Range(1e-8, 10, whole=False), Range(0, 1, whole=False), Range(0, 1, whole=False)
+PENALTY = Range(1e-12, 1e12, whole=False)
+STEPS = Range(1, 100_000_000)
 RECIPE_RANGES = {  # every key of each recipe section of conf/config.yaml
     "pretrain": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "momentum": MOMENTUM,
                  "weight_decay": WEIGHT_DECAY, "lr_step_epochs": EPOCHS,
@@ -102,6 +122,13 @@ RECIPE_RANGES = {  # every key of each recipe section of conf/config.yaml
     "finetune": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "momentum": MOMENTUM,
                  "weight_decay": WEIGHT_DECAY, "lr_step_epochs": EPOCHS},
     "probe": {"batch_size": BATCH_SIZE, "l2": Range(0, 1e6, whole=False), "iterations": Range(1, 1_000_000)},
+    "fixed_features": {"batch_size": BATCH_SIZE, "iterations": Range(1, 1_000_000), "l2_min": PENALTY,
+                       "l2_max": PENALTY, "l2_count": Range(1, 1000)},
+    **{protocol: {"steps": STEPS, "batch_size": BATCH_SIZE, "momentum": MOMENTUM, "lr_min": LEARNING_RATE,
+                  "lr_max": LEARNING_RATE, "lr_count": Range(1, 100), "weight_decay_min": WEIGHT_DECAY,
+                  "weight_decay_max": WEIGHT_DECAY, "weight_decay_count": Range(0, 100), "weight_decay_zero": Flag(),
+                  "checkpoint_steps": STEPS}
+       for protocol in ("finetune_search", "scratch_search")},
     "detect": {"iterations": Range(1, 10_000_000), "batch_size": Range(1, 1024), "lr": LEARNING_RATE,
                "image_scale": Range(32, 2048), "checkpoint_interval": Range(1, 10_000_000)},
 }  # fmt: skip
@@ -296,6 +323,14 @@ def grid_tasks(config: DictConfig) -> list[str]:
     return list(_names(at_scale(tasks, config.scale, "grid.tasks"), "grid.tasks", "[sun397, voc_action]"))
 
 
+def grid_protocol(config: DictConfig, task: str) -> str:
+    """The protocol that transfers to ``task`` in this grid: the grid's ``protocol`` (every task of a Kornblith grid
+    goes through one), or the task's own."""
+    grid = OmegaConf.to_container(config.grid, resolve=True)
+    protocol = at_scale(grid.get("protocol"), config.scale, "grid.protocol")
+    return TASKS[task].protocol if protocol is None else protocol
+
+
 def grid_seeds(config: DictConfig) -> list[int]:
     """The grid's fine-tuning seeds at the run's scale (default [0])."""
     seeds = at_scale(OmegaConf.to_container(config.grid, resolve=True).get("seeds", [0]), config.scale, "grid.seeds")
@@ -345,8 +380,8 @@ def _point_model(model, model_args: dict, where: str) -> dict:
 def grid_points(config: DictConfig) -> list[dict]:
     """Every point of the grid with the grid's defaults and the run's scale applied: point (its number in
     grid.points), label_set, images_per_class, budget, subset_seed, extra_include_under, extra_exclude_under,
-    model ({name, args}) and the recipes (pretrain and each protocol's section, with the point's overrides);
-    a point appears once per pretrain seed. Errors name the point and the key."""
+    model ({name, args}), weights (a published tag, or None) and the recipes (pretrain and each protocol's section,
+    with the point's overrides); a point appears once per pretrain seed. Errors name the point and the key."""
     whole = OmegaConf.to_container(config, resolve=True)
     grid = whole["grid"]
     _unknown_keys(grid, GRID_KEYS, "grid")
@@ -354,9 +389,9 @@ def grid_points(config: DictConfig) -> list[dict]:
         raise ConfigError(f"grid {grid.get('name')} is a union of grids: its points are its members' (experiments)")
     replicates = _pretrain_seeds(grid, config.scale)
     defaults = {key: value for key, value in grid.items() if key in POINT_KEYS}
-    sections = {"pretrain", *(TASKS[name].protocol for name in TASKS.names())}
+    sections = set(RECIPE_RANGES)
     recipes = {section: at_scale(whole[section], config.scale, section) for section in sections}
-    listed = grid.get("points") or []
+    listed = at_scale(grid.get("points") or [], config.scale, "grid.points")  # a list, or a list per scale
     if not isinstance(listed, list):
         raise ConfigError(f"grid.points must be a list of points such as [{{label_set: fine}}], not {listed!r}")
     points = []
@@ -370,6 +405,9 @@ def grid_points(config: DictConfig) -> list[dict]:
         own_limit = {"images_per_class", "budget"} & set(point)
         merged = {k: v for k, v in defaults.items() if not (own_limit and k in ("images_per_class", "budget"))}
         merged = at_scale({**merged, **point}, config.scale, where)
+        if merged.get("weights") is not None:
+            points.append(_published_point(number, point, merged, whole, recipes, where))
+            continue
         if "label_set" not in merged:
             raise ConfigError(f"{where}: no label_set (give one in the point or at grid level)")
         if replicates is not None and "subset_seed" in merged:
@@ -390,15 +428,45 @@ def grid_points(config: DictConfig) -> list[dict]:
         for key, allowed in (("images_per_class", IMAGES), ("budget", IMAGES), ("subset_seed", SEED)):
             if resolved[key] is not None:
                 allowed.check(resolved[key], f"{where}: {key}")
-        for section, base in recipes.items():
-            override = _mapping(merged.get(section) or {}, f"{where}: {section}", f"a mapping of {section} keys")
-            _unknown_keys(override, base, f"{where}: {section}")
-            resolved[section] = {**base, **override}
-            check_recipe(section, resolved[section], section if not override else f"{where}: {section}")
+        resolved |= _recipes(merged, recipes, where)
+        resolved["weights"] = None
         points += [{**resolved, "subset_seed": seed} for seed in replicates] if replicates is not None else [resolved]
     if not points:
         raise ConfigError("grid.points is empty: a grid needs at least one point")
     return points
+
+
+SUBSET_KEYS = ("label_set", "images_per_class", "budget", "subset_seed", "extra_include_under", "extra_exclude_under")
+
+
+def _published_point(number: int, point: dict, merged: dict, whole: dict, recipes: dict, where: str) -> dict:
+    """A point whose network is published weights: no subset, the protocols' recipes, and an input size that is the
+    weights' own (Kornblith et al. transfer each network at the size it was trained at)."""
+    if given := sorted(set(point) & {*SUBSET_KEYS, "pretrain"}):
+        raise ConfigError(f"{where}: a point with published weights has no pretraining; leave out {', '.join(given)}")
+    model = _point_model(merged.get("model", whole["model"]), {}, where)
+    if model["args"]:
+        raise ConfigError(f"{where}: published weights fit the model's own architecture: give no args")
+    try:
+        check_tag(model["name"], merged["weights"])
+    except WeightsError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    resolved = {"point": number, "weights": merged["weights"], "model": model, "label_set": None,
+                "images_per_class": None, "budget": None, "subset_seed": None, "extra_include_under": (),
+                "extra_exclude_under": (),
+                "pretrain": {"image_size": published_image_size(model["name"], merged["weights"])}}  # fmt: skip
+    return resolved | _recipes(merged, {k: v for k, v in recipes.items() if k != "pretrain"}, where)
+
+
+def _recipes(merged: dict, recipes: dict, where: str) -> dict:
+    """Each recipe section with the point's overrides."""
+    resolved = {}
+    for section, base in recipes.items():
+        override = _mapping(merged.get(section) or {}, f"{where}: {section}", f"a mapping of {section} keys")
+        _unknown_keys(override, base, f"{where}: {section}")
+        resolved[section] = {**base, **override}
+        check_recipe(section, resolved[section], section if not override else f"{where}: {section}")
+    return resolved
 
 
 def experiments(config: DictConfig) -> list[DictConfig]:
@@ -552,6 +620,10 @@ def _check_settings(whole: dict) -> None:
                        ("resources.use_gpu", whole["resources"]["use_gpu"])):  # fmt: skip
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, not {value!r}")
+    if whole["published_weights"] is not None and not (isinstance(whole["published_weights"], str)
+                                                       and whole["published_weights"].strip()):  # fmt: skip
+        raise ConfigError(f"published_weights must be a folder, or null for timm's cache, not "
+                          f"{whole['published_weights']!r}")  # fmt: skip
     texts = {"storage": whole["storage"], "ray.dashboard_host": whole["ray"]["dashboard_host"],
              **{f"data.{name}": source for name, source in whole["data"].items()}}  # fmt: skip
     if whole["ray"]["address"] is not None:
@@ -595,9 +667,23 @@ def _check_experiment(config: DictConfig, checked_models: set[str]) -> set[str]:
             f"{where}unknown task(s) {unknown_tasks}" + (f"; did you mean {', '.join(close)}?" if close else "")
             + f" Tasks: {', '.join(TASKS.names())}"
         )  # fmt: skip
+    grid = OmegaConf.to_container(config.grid, resolve=True)
+    if (protocol := at_scale(grid.get("protocol"), config.scale, "grid.protocol")) is not None:
+        if protocol not in RECIPE_RANGES or protocol == "pretrain":
+            raise ConfigError(f"{where}unknown protocol {protocol!r} (grid.protocol); protocols: "
+                              f"{', '.join(sorted(set(RECIPE_RANGES) - {'pretrain'}))}")  # fmt: skip
+        for task in tasks:
+            if TASKS[task].read is None:
+                raise ConfigError(f"{where}task {task} ({TASKS[task].protocol}) is no classification task: the grid's "
+                                  f"protocol {protocol} cannot transfer to it; leave it out of grid.tasks")  # fmt: skip
     points = grid_points(config)
     grid_findings(config, points)
     grid_figure(config)
+    for tagged in {(p["model"]["name"], p["weights"]) for p in points if p["weights"] is not None}:
+        try:
+            check_weights(*tagged, config.published_weights)
+        except WeightsError as error:
+            raise ConfigError(f"{where}{error}") from None
     models = {json.dumps([p["model"], p["pretrain"]["image_size"]], sort_keys=True): p for p in points}
     for key, point in models.items():
         model = point["model"]

@@ -46,6 +46,9 @@ def _rate(rows: list[dict], fields: dict) -> float | None:
     return None
 
 
+FEATURE_PROTOCOLS = {"probe", "fixed_features"}  # one forward pass per image and a linear fit: not costed
+
+
 @functools.cache
 def _train_images(task: str, source: str, seed: int) -> int | None:
     dataset = TASKS[task].dataset
@@ -77,13 +80,13 @@ def estimate(plan, config: DictConfig, finished: set[str]) -> str:
         network = {"model": pretraining.model["name"], "args": full_args(**pretraining.model),
                    "image_size": recipe["image_size"]}  # fmt: skip
         classify = _rate(table.get("classify", []), network)
-        if pretraining.unit_id not in finished:
+        if pretraining.unit_id not in finished and pretraining.weights is None:
             classes = len(subset.resolve_labels(class_list("imagenet1k")).labels)
             per_epoch = subset.budget or (subset.images_per_class or 0) * classes  # 0: every image, not counted
             add("pretraining", f"pretraining {pretraining.unit_id}", per_epoch * recipe["epochs"], classify)
         for unit in plan.finetunings_of(pretraining.unit_id):
             what = f"{unit.task} fine-tuning {unit.unit_id}"
-            if unit.unit_id in finished or unit.protocol == "probe":
+            if unit.unit_id in finished or unit.protocol in FEATURE_PROTOCOLS:
                 continue
             if unit.protocol == "detect":
                 fields = {"args": network["args"], "image_scale": unit.recipe["image_scale"]}

@@ -18,12 +18,14 @@ from omegaconf import DictConfig
 import synthetic
 from formats.imagenet import class_list
 from models import full_args
+from models.published import weights_file, weights_name
 from orchestrator.config import (
     ConfigError,
     experiments,
     grid_figure,
     grid_findings,
     grid_points,
+    grid_protocol,
     grid_seeds,
     grid_tasks,
 )
@@ -39,10 +41,13 @@ def content_hash(fields: dict) -> str:
 
 @dataclass(frozen=True)
 class Pretraining:
+    """A network to transfer: trained on a subset, or (``weights``) published weights with no subset."""
+
     unit_id: str
-    subset: SubsetSpec
+    subset: SubsetSpec | None
     model: dict  # {name, args}: models.create_model's
-    recipe: dict  # the pretrain section
+    recipe: dict  # the pretrain section (published weights: their image_size only)
+    weights: dict | None = None  # {tag, folder, imagenet (a real ImageNet to measure top-1 on, or None)}
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,10 @@ class Finetuning:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One grid of the run: its figure and findings (orchestrator.config.grid_figure, grid_findings), tasks,
-    seeds, and points, each {point, label_set, images_per_class, budget, classes, labels, pretrainings (the
-    unit ids of its replicates), finetunings ({task: unit ids})}."""
+    """One grid of the run: its figure and findings (orchestrator.config.grid_figure, grid_findings), tasks, the
+    protocol that transfers to each task, seeds, and points, each {point, label_set, images_per_class, budget,
+    classes, labels, model (its name), pretrainings (the unit ids of its replicates), finetunings ({task: unit
+    ids})}."""
 
     name: str
     figure: dict
@@ -69,6 +75,7 @@ class Experiment:
     tasks: list[str]
     seeds: list[int]
     points: list[dict]
+    protocols: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,11 @@ def _plan_experiment(
     tasks = [TASKS[name] for name in grid_tasks(config)]
     points, measured = grid_points(config), {}
     for number, point in enumerate(points, start=1):
+        if point["weights"] is not None:
+            pretraining = _published(point, config, fingerprint_of)
+            pretrainings.setdefault(pretraining.unit_id, pretraining)
+            _add_transfers(config, tasks, seeds, point, pretraining.unit_id, None, fingerprint_of, measured, finetunings)
+            continue
         subset = SubsetSpec(
             label_set=point["label_set"], images_per_class=point["images_per_class"], budget=point["budget"],
             seed=point["subset_seed"], source=config.data.imagenet,
@@ -115,27 +127,54 @@ def _plan_experiment(
         identity = {"subset": subset.identity(), "recipe": {**point["pretrain"], model["name"]: full_args(**model)}}
         pretrain_id = content_hash(identity)
         pretrainings.setdefault(pretrain_id, Pretraining(pretrain_id, subset, model, point["pretrain"]))
-        summary = measured.setdefault(point["point"], {
-            "point": point["point"], "label_set": point["label_set"], "images_per_class": point["images_per_class"],
-            "budget": point["budget"], "classes": len(labels.labels), "labels": labels.num_labels,
-            "pretrainings": [], "finetunings": {task.name: [] for task in tasks},
-        })  # fmt: skip
-        if pretrain_id in summary["pretrainings"]:
-            continue  # two points that are the same pretraining
-        summary["pretrainings"].append(pretrain_id)
-        for task in tasks:
-            source, recipe = config.data[task.dataset], point[task.protocol]
-            held = fingerprint_of(task.dataset, source)
-            for seed in seeds:
-                unit = {"pretrain": pretrain_id, "task": task.name, "seed": seed, "recipe": recipe, "data": source,
-                        "data_fingerprint": held}  # fmt: skip
-                unit_id = content_hash(unit)
-                finetunings.setdefault(
-                    unit_id, Finetuning(unit_id, pretrain_id, task.name, task.protocol, seed, recipe, source, held)
-                )
-                summary["finetunings"][task.name].append(unit_id)
+        _add_transfers(config, tasks, seeds, point, pretrain_id, labels, fingerprint_of, measured, finetunings)
     return Experiment(config.grid.name, grid_figure(config), grid_findings(config, points), [t.name for t in tasks],
-                      seeds, list(measured.values()))  # fmt: skip
+                      seeds, list(measured.values()), {t.name: grid_protocol(config, t.name) for t in tasks})  # fmt: skip
+
+
+def _published(point: dict, config: DictConfig, fingerprint_of) -> Pretraining:
+    """The pretraining unit of published weights: their file (what it holds, by size and time) and the real ImageNet
+    their top-1 is measured on, if the run has one, are its identity."""
+    model, tag, folder = point["model"]["name"], point["weights"], config.published_weights
+    held = "timm cache"
+    if folder is not None:
+        path = weights_file(folder, model, tag)
+        held = f"{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else "absent"
+    source = config.data.imagenet
+    imagenet = None if source.startswith(synthetic.EMBEDDED) else source
+    identity = {"published": weights_name(model, tag), "weights": held,
+                "imagenet": imagenet and fingerprint_of("imagenet", imagenet)}  # fmt: skip
+    weights = {"tag": tag, "folder": folder, "imagenet": imagenet}
+    return Pretraining(content_hash(identity), None, point["model"], point["pretrain"], weights)
+
+
+def _add_transfers(config, tasks, seeds, point, pretrain_id, labels, fingerprint_of, measured, finetunings) -> None:
+    """Adds the point's transfer units (each task, each seed) to ``finetunings`` and the point's summary, with its
+    pretraining, to ``measured``."""
+    published = point["weights"] is not None
+    summary = measured.setdefault(point["point"], {
+        "point": point["point"], "label_set": point["label_set"], "images_per_class": point["images_per_class"],
+        "budget": point["budget"], "classes": 1000 if published else len(labels.labels),
+        "labels": 1000 if published else labels.num_labels, "model": point["model"]["name"],
+        "weights": point["weights"], "pretrainings": [], "finetunings": {task.name: [] for task in tasks},
+    })  # fmt: skip
+    if pretrain_id in summary["pretrainings"]:
+        return  # two points that are the same pretraining
+    summary["pretrainings"].append(pretrain_id)
+    for task in tasks:
+        protocol = grid_protocol(config, task.name)
+        source, recipe = config.data[task.dataset], point[protocol]
+        held = fingerprint_of(task.dataset, source)
+        for seed in seeds:
+            unit = {"pretrain": pretrain_id, "task": task.name, "seed": seed, "recipe": recipe, "data": source,
+                    "data_fingerprint": held}  # fmt: skip
+            if protocol != task.protocol:  # units of a task's own protocol keep the ids they had before grids chose
+                unit["protocol"] = protocol
+            unit_id = content_hash(unit)
+            finetunings.setdefault(
+                unit_id, Finetuning(unit_id, pretrain_id, task.name, protocol, seed, recipe, source, held)
+            )
+            summary["finetunings"][task.name].append(unit_id)
 
 
 def record(plan: Plan, config: DictConfig) -> dict:
@@ -144,7 +183,8 @@ def record(plan: Plan, config: DictConfig) -> dict:
     return {
         "grid": config.grid.name, "scale": config.scale,
         "experiments": [dataclasses.asdict(experiment) for experiment in plan.experiments],
-        "pretrainings": {p.unit_id: {"subset": p.subset.identity(), "model": p.model} for p in plan.pretrainings},
+        "pretrainings": {p.unit_id: {"subset": p.subset and p.subset.identity(), "model": p.model,
+                                     "weights": p.weights and p.weights["tag"]} for p in plan.pretrainings},
     }  # fmt: skip
 
 
@@ -167,14 +207,16 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
             + f"; {listed - len(plan.pretrainings)} of their pretrainings are shared and run once"
         )  # fmt: skip
     for p in plan.pretrainings:
-        limit = f"{p.subset.images_per_class}/class" if p.subset.images_per_class else f"budget {p.subset.budget}"
-        limit = limit if p.subset.images_per_class or p.subset.budget else "every image"
         state = "done" if p.unit_id in finished else "to run"
         todo = sum(f.unit_id not in finished for f in plan.finetunings_of(p.unit_id))
-        lines.append(
-            f"  pretrain {p.unit_id}  {p.model['name']:10s} {p.subset.label_set:14s} {limit:14s} "
-            f"{p.recipe['epochs']} epochs  [{state}]  fine-tunings: {len(plan.finetunings_of(p.unit_id))} ({todo} to run)"
-        )
+        if p.weights is not None:
+            what = f"published weights {p.weights['tag']:14s} at {p.recipe['image_size']} px"
+        else:
+            limit = f"{p.subset.images_per_class}/class" if p.subset.images_per_class else f"budget {p.subset.budget}"
+            limit = limit if p.subset.images_per_class or p.subset.budget else "every image"
+            what = f"{p.subset.label_set:14s} {limit:14s} {p.recipe['epochs']} epochs"
+        lines.append(f"  pretrain {p.unit_id}  {p.model['name']:10s} {what}  [{state}]  fine-tunings: "
+                     f"{len(plan.finetunings_of(p.unit_id))} ({todo} to run)")  # fmt: skip
     for experiment in plan.experiments:
         for finding in experiment.findings:
             if not finding["trend"] and None in (finding["compare"], finding["against"]):
@@ -182,7 +224,7 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
                              f"of this grid): {finding['claim']}")  # fmt: skip
     passes, unknown = 0, 0
     for p in plan.pretrainings:
-        if p.unit_id in finished:
+        if p.unit_id in finished or p.weights is not None:
             continue
         if p.subset.budget:
             passes += p.subset.budget * p.recipe["epochs"]
@@ -194,7 +236,7 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
     pending = [f for f in plan.finetunings if f.unit_id not in finished]
     classifiers = [f for f in pending if f.protocol == "finetune"]
     detections = [f for f in pending if f.protocol == "detect"]
-    probes = [f for f in pending if f.protocol == "probe"]
+    probes = [f for f in pending if f.protocol in ("probe", "fixed_features")]
     epochs = sorted({f.recipe["epochs"] for f in classifiers}) or [config.finetune.epochs]
     iterations = sorted({f.recipe["iterations"] for f in detections})
     lines.append(

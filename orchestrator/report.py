@@ -21,6 +21,19 @@ whole interval satisfies the claim, does not hold when none of it does, inconclu
 replicates. The
 paper's own difference is shown where ../shared/PAPERS.md confirms it, and drawn on the figure from this run's
 value of the point it is measured against.
+
+An experiment whose figure's x axis is imagenet_top1 (Kornblith, Shlens, Le 2019: each point a pretrained network,
+its pretraining rows' value the network's ImageNet top-1) shows instead: a table of the networks (ImageNet top-1
+with where it comes from, each task's metric, and the logit-averaged transfer accuracy: the mean over the tasks
+every network has of logit(accuracy), accuracies clipped to [1e-4, 1 - 1e-4], as a percentage through the sigmoid
+and as the logit); the correlation of logit(ImageNet top-1) with logit(each task's metric) and with the logit
+average, Pearson's r and Spearman's rho, each with a 95% percentile bootstrap interval over the networks (10,000
+resamples, seeded; "too few networks" below 3), beside the paper's r (0.99 fixed features, 0.96 fine-tuned, none
+from scratch); each transfer's chosen hyper-parameters (l2, lr, weight_decay, from its metrics); and a figure of
+ImageNet top-1 against each task and the logit average on logit scales, a labelled point per network and the
+least-squares line. When the report holds a finetune_search and a scratch_search experiment over the same networks
+(the union grid kornblith2019), a table per task gives each network's fine-tuned minus from-scratch accuracy and
+the mean over the networks.
 """
 
 import base64
@@ -38,6 +51,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a cluster node or CI machine
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.fs as pafs  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
@@ -138,17 +152,14 @@ def _better(old: dict | None, new: dict) -> dict:
 
 
 def combine(experiments: list[dict]) -> list[dict]:
-    """The experiments of several plans, one per name: points with the same label set and size are one point,
-    whose units are all of theirs."""
+    """The experiments of several plans, one per name: points with the same label set, size and network are one
+    point, whose units are all of theirs."""
     combined = {}
     for experiment in experiments:
         into = combined.setdefault(experiment["name"], {**experiment, "points": [], "tasks": []})
         into["tasks"] += [t for t in experiment["tasks"] if t not in into["tasks"]]
         for point in experiment["points"]:
-            key = (point["label_set"], point["images_per_class"], point["budget"])
-            same = next(
-                (p for p in into["points"] if (p["label_set"], p["images_per_class"], p["budget"]) == key), None
-            )
+            same = next((p for p in into["points"] if _point_key(p) == _point_key(point)), None)
             if same is None:
                 into["points"].append({**point, "pretrainings": list(point["pretrainings"]),
                                        "finetunings": {t: list(u) for t, u in point["finetunings"].items()}})  # fmt: skip
@@ -158,6 +169,11 @@ def combine(experiments: list[dict]) -> list[dict]:
                 same["finetunings"].setdefault(task, [])
                 same["finetunings"][task] += [u for u in units if u not in same["finetunings"][task]]
     return list(combined.values())
+
+
+def _point_key(point: dict) -> tuple:
+    """What makes two plans' points one: label set, size and network (plans before models had none)."""
+    return point["label_set"], point["images_per_class"], point["budget"], point.get("model")
 
 
 # Numbers -------------------------------------------------------------------------------------------------
@@ -177,12 +193,16 @@ def measure(point: dict, series: Series, rows: dict) -> dict:
         elif row["status"] != "ok":
             failed += 1
         else:
-            value = row["value"] if series.key is None else json.loads(row["metrics"] or "{}").get(series.key)
+            value = row["value"] if series.key is None else _metrics(row).get(series.key)
             if value is None:
                 missing += 1
             else:
                 values.append(100 * value)
     return {"values": values, "failed": failed, "missing": missing, **summary(values)}
+
+
+def _metrics(row: dict) -> dict:
+    return json.loads(row["metrics"] or "{}")
 
 
 def summary(values: list[float]) -> dict:
@@ -284,7 +304,7 @@ def series_of(experiment: dict) -> list[Series]:
     found = [Series(PRETRAIN)]
     for task in experiment["tasks"]:
         found.append(Series(task))
-        if TASKS[task].protocol == "probe":
+        if experiment.get("protocols", {}).get(task, TASKS[task].protocol) == "probe":
             found.append(Series(task, "nn_top1"))
     return found
 
@@ -315,13 +335,10 @@ def _axis(experiment: dict, rows: dict, axis: str) -> tuple[list[float], list[st
 def draw(experiment: dict, rows: dict) -> bytes:
     """The experiment's figure as PNG bytes: one panel per series, PANEL_PX each."""
     series = series_of(experiment)
-    columns = min(len(series), PANEL_COLUMNS)
-    lines = math.ceil(len(series) / columns)
-    figure, axes = plt.subplots(lines, columns, squeeze=False,
-                                figsize=(PANEL_PX[0] * columns / DPI, PANEL_PX[1] * lines / DPI), dpi=DPI)  # fmt: skip
+    figure, axes = _panels(len(series))
     x, ticks, scale = _axis(experiment, rows, experiment["figure"]["x"])
     points, findings = experiment["points"], experiment["findings"]
-    for index, (one, axis) in enumerate(zip(series, axes.flat)):
+    for index, (one, axis) in enumerate(zip(series, axes)):
         measured = [measure(point, one, rows) for point in points]
         have = [i for i, m in enumerate(measured) if m["n"]]
         means = [measured[i]["mean"] for i in have]
@@ -362,9 +379,22 @@ def draw(experiment: dict, rows: dict) -> bytes:
         axis.tick_params(axis="y", labelsize=7)
         if index == 0 or any(f["paper"] is not None and f["task"] == one.task and not one.key for f in findings):
             axis.legend(fontsize=6, loc="best")
-    for axis in list(axes.flat)[len(series) :]:
+    return _png(figure, experiment["figure"]["title"])
+
+
+def _panels(count: int) -> tuple[plt.Figure, list]:
+    """A figure of ``count`` panels, PANEL_PX each, up to PANEL_COLUMNS a row (the rest of the last row blank)."""
+    columns = min(count, PANEL_COLUMNS)
+    lines = math.ceil(count / columns)
+    figure, axes = plt.subplots(lines, columns, squeeze=False,
+                                figsize=(PANEL_PX[0] * columns / DPI, PANEL_PX[1] * lines / DPI), dpi=DPI)  # fmt: skip
+    for axis in list(axes.flat)[count:]:
         axis.axis("off")
-    figure.suptitle(experiment["figure"]["title"], fontsize=10)
+    return figure, list(axes.flat)[:count]
+
+
+def _png(figure: plt.Figure, title: str) -> bytes:
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)  # no tight bbox: every figure is exactly its panels' size
@@ -444,6 +474,256 @@ def unit_counts(experiment: dict, rows: dict) -> str:
     return f"{len(units)} units planned: {finished} finished, {failed} failed, {len(units) - finished - failed} not run"
 
 
+# Kornblith et al. (2019): one point per network ------------------------------------------------------------
+
+TOP1_AXIS = "imagenet_top1"  # grid.figure.x of an experiment whose points are pretrained networks
+KORNBLITH = "Kornblith, Shlens, Le (2019)"
+# Its headline (../shared/PAPERS.md, Paper 2): r over the 12 datasets' logit-averaged accuracy; none from scratch.
+KORNBLITH_R = {"fixed_features": 0.99, "finetune_search": 0.96}
+CLIP, RESAMPLES, BOOTSTRAP_SEED = 1e-4, 10_000, 0  # accuracies clipped to [CLIP, 1 - CLIP] before the logit
+HYPER_PARAMETERS = ("l2", "lr", "weight_decay")  # the chosen values a transfer's metrics may hold
+
+Section = tuple[str | None, str | None, list[str], list[list[str]]]  # heading, caption, table header and body
+
+
+@dataclass(frozen=True)
+class Network:
+    """One point of an imagenet_top1 experiment: the network, its ImageNet top-1 and each task's metric
+    (``measure``'s, percent)."""
+
+    name: str
+    point: dict
+    top1: dict
+    source: str  # where the top-1 comes from (its pretraining rows' imagenet_top1_source), or ""
+    tasks: dict[str, dict]
+
+
+def networks(experiment: dict, rows: dict) -> list[Network]:
+    found = []
+    for point in experiment["points"]:
+        done = [rows[u] for u in point["pretrainings"] if rows.get(u, {}).get("status") == "ok"]
+        sources = ", ".join(sorted({str(s) for s in (_metrics(r).get("imagenet_top1_source") for r in done) if s}))
+        tasks = {t: measure(point, Series(t), rows) for t in experiment["tasks"]}
+        name = point.get("model") or point_name(point)
+        found.append(Network(name, point, measure(point, Series(PRETRAIN), rows), sources, tasks))
+    return found
+
+
+def protocol_of(experiment: dict) -> str | None:
+    """The protocol every task of the experiment transfers by (None: several, or a plan that does not say)."""
+    protocols = set(experiment.get("protocols", {}).values())
+    return protocols.pop() if len(protocols) == 1 else None
+
+
+def logit(fraction):
+    """log(p / (1 - p)) of p clipped to [CLIP, 1 - CLIP]; numbers or numpy arrays."""
+    clipped = np.clip(fraction, CLIP, 1 - CLIP)
+    return np.log(clipped / (1 - clipped))
+
+
+def sigmoid(value):
+    return 1 / (1 + np.exp(-value))
+
+
+def averaged_tasks(experiment: dict, nets: list[Network]) -> list[str]:
+    """The tasks of the logit average: those every network with a finished transfer has a value of."""
+    ran = [n for n in nets if any(m["n"] for m in n.tasks.values())]
+    return [t for t in experiment["tasks"] if ran and all(n.tasks[t]["n"] for n in ran)]
+
+
+def logit_average(net: Network, tasks: list[str]) -> float | None:
+    """The mean over ``tasks`` of logit(the network's accuracy); None without every one of them."""
+    if not tasks or not all(net.tasks[t]["n"] for t in tasks):
+        return None
+    return float(np.mean([logit(net.tasks[t]["mean"] / 100) for t in tasks]))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson's r of each row of ``a`` with the same row of ``b``."""
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+
+
+def correlations(x, y, seed: int = BOOTSTRAP_SEED, resamples: int = RESAMPLES) -> dict:
+    """Pearson's r and Spearman's rho of y with x, each with a 95% percentile bootstrap interval: the pairs
+    resampled with replacement, resamples in which either side is constant skipped. None below 3 pairs; an estimate
+    None when a side is constant."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3:
+        return {"n": len(x), "pearson": None, "spearman": None}
+    picks = np.random.default_rng(seed).integers(0, len(x), (resamples, len(x)))
+    xs, ys = x[picks], y[picks]
+    keep = (np.ptp(xs, axis=1) > 0) & (np.ptp(ys, axis=1) > 0)
+    found = {"n": len(x), "resamples": int(keep.sum())}
+    if not (np.ptp(x) and np.ptp(y)):
+        return found | {"pearson": {"estimate": None}, "spearman": {"estimate": None}}
+    for name, transform in (("pearson", lambda a: a), ("spearman", lambda a: stats.rankdata(a, axis=1))):
+        estimate = _pearson(transform(x[None]), transform(y[None]))[0]
+        low, high = np.percentile(_pearson(transform(xs[keep]), transform(ys[keep])), [2.5, 97.5])
+        found[name] = {"estimate": float(estimate), "low": float(low), "high": float(high)}
+    return found
+
+
+def networks_table(experiment: dict, nets: list[Network], averaged: list[str]) -> Section:
+    """A row per network: its ImageNet top-1 (and where it comes from), each task's metric, the logit average."""
+    left_out = [t for t in experiment["tasks"] if t not in averaged]
+    caption = ("Percent: mean ± std over the network's replicates (n) and the 95% interval of the mean. "
+               "Logit-averaged transfer accuracy: the mean over the tasks every network has "
+               f"({', '.join(averaged) or 'none yet'}) of logit(accuracy), accuracies clipped to [{CLIP:g}, "
+               f"1 − {CLIP:g}], shown through the sigmoid as a percentage and as the logit"
+               + (f"; left out: {', '.join(left_out)} (some network has no value)." if left_out else "."))  # fmt: skip
+    header = ["network", "ImageNet top-1", *(Series(t).title for t in experiment["tasks"]),
+              "logit-averaged transfer accuracy"]  # fmt: skip
+    body = []
+    for net in nets:
+        average = logit_average(net, averaged)
+        shown = f"{100 * sigmoid(average):.1f} (logit {average:+.3f})" if average is not None else "not measured"
+        top1 = cell(net.top1) + (f" ({net.source})" if net.source else "")
+        body.append([net.name, top1, *(cell(net.tasks[t]) for t in experiment["tasks"]), shown])
+    return None, caption, header, body
+
+
+def _correlation_cells(pairs: list[tuple[float, float]]) -> list[str]:
+    if len(pairs) < 3:
+        return ["too few networks"] * 2
+    found = correlations(*zip(*pairs))
+    return [f"{c['estimate']:.3f} [{c['low']:.3f}, {c['high']:.3f}]" if c["estimate"] is not None
+            else "undefined (one side is the same for every network)" for c in (found["pearson"], found["spearman"])]
+
+
+def correlation_table(experiment: dict, nets: list[Network], averaged: list[str]) -> Section:
+    """ImageNet top-1 against the logit average and each task's metric, both as logits: Pearson and Spearman."""
+    protocol = protocol_of(experiment)
+    paper = f"{KORNBLITH_R[protocol]:.2f}" if protocol in KORNBLITH_R else f"none for {protocol or 'mixed protocols'}"
+    top = [n for n in nets if n.top1["n"]]
+    average = [(logit(n.top1["mean"] / 100), logit_average(n, averaged)) for n in top]
+    lines = [("logit-averaged transfer accuracy", [p for p in average if p[1] is not None], paper)]
+    lines += [(Series(t).title, [(logit(n.top1["mean"] / 100), logit(n.tasks[t]["mean"] / 100)) for n in top
+                                 if n.tasks[t]["n"]], "not confirmed") for t in experiment["tasks"]]  # fmt: skip
+    caption = (f"Over the networks: logit(transfer accuracy) against logit(ImageNet top-1), as {KORNBLITH}'s figures "
+               "(logit scales; Spearman's ρ is the same either way). 95% intervals: percentile bootstrap of the "
+               f"networks resampled with replacement ({RESAMPLES:,} resamples, numpy Generator seed {BOOTSTRAP_SEED}; "
+               "resamples with a constant side skipped). Fewer than 3 networks: too few networks. The paper's r "
+               "(../shared/PAPERS.md): 0.99 with fixed features (fixed_features), 0.96 fine-tuned (finetune_search), "
+               "over its 12 datasets' logit-averaged accuracy; none from random initialisation "
+               "(scratch_search).")  # fmt: skip
+    header = ["ImageNet top-1 against", "networks", "Pearson r [95% bootstrap]", f"{KORNBLITH}: r",
+              "Spearman ρ [95% bootstrap]"]  # fmt: skip
+    body = []
+    for what, pairs, said in lines:
+        pearson, spearman = _correlation_cells(pairs)
+        body.append([what, str(len(pairs)), pearson, said, spearman])
+    return "Correlation with ImageNet top-1", caption, header, body
+
+
+def chosen(units: list[str], rows: dict) -> str:
+    """The hyper-parameters each finished unit chose (its metrics' HYPER_PARAMETERS), one entry a seed."""
+    found = []
+    for row in (rows[u] for u in units if rows.get(u, {}).get("status") == "ok"):
+        metrics = _metrics(row)
+        found.append(", ".join(f"{k}={metrics[k]:.3g}" for k in HYPER_PARAMETERS if metrics.get(k) is not None)
+                     or "none recorded")  # fmt: skip
+    return "; ".join(found) or "no finished transfer"
+
+
+def chosen_table(experiment: dict, nets: list[Network], rows: dict) -> Section:
+    caption = (f"Chosen on validation, as the transfer rows' metrics record them ({', '.join(HYPER_PARAMETERS)}, "
+               "whichever are present); one entry per fine-tuning seed.")  # fmt: skip
+    header = ["network", *experiment["tasks"]]
+    body = [[n.name, *(chosen(n.point["finetunings"].get(t, []), rows) for t in experiment["tasks"])] for n in nets]
+    return "Chosen hyper-parameters", caption, header, body
+
+
+def networks_report(experiment: dict, rows: dict) -> tuple[bytes, list[Section]]:
+    """An imagenet_top1 experiment's figure and tables: the networks, the correlations, the chosen values."""
+    nets = networks(experiment, rows)
+    averaged = averaged_tasks(experiment, nets)
+    sections = [networks_table(experiment, nets, averaged), correlation_table(experiment, nets, averaged),
+                chosen_table(experiment, nets, rows)]  # fmt: skip
+    return draw_networks(experiment, nets, averaged), sections
+
+
+def draw_networks(experiment: dict, nets: list[Network], averaged: list[str]) -> bytes:
+    """A panel per task and one for the logit average: ImageNet top-1 against it, a point per network."""
+    top = [n for n in nets if n.top1["n"]]
+    panels = [(Series(t).title, [(n.name, n.top1["mean"] / 100, n.tasks[t]["mean"] / 100) for n in top
+                                 if n.tasks[t]["n"]]) for t in experiment["tasks"]]  # fmt: skip
+    average = [(n.name, n.top1["mean"] / 100, logit_average(n, averaged)) for n in top]
+    panels.append((f"logit-averaged transfer accuracy ({len(averaged)} tasks)",
+                   [(name, x, sigmoid(a)) for name, x, a in average if a is not None]))  # fmt: skip
+    figure, axes = _panels(len(panels))
+    for axis, (title, points) in zip(axes, panels):
+        _scatter(axis, title, points)
+    return _png(figure, experiment["figure"]["title"])
+
+
+def _scatter(axis, title: str, points: list[tuple[str, float, float]]) -> None:
+    """(name, ImageNet top-1, accuracy) as fractions on logit scales, each labelled, and the least-squares line of
+    the logits."""
+    axis.set_title(title, fontsize=9)
+    if not points:
+        axis.annotate("not run", (0.5, 0.5), xycoords="axes fraction", ha="center", fontsize=8, color="#a00000")
+        return
+    names, x, y = zip(*points)
+    x, y = np.clip(x, CLIP, 1 - CLIP), np.clip(y, CLIP, 1 - CLIP)
+    axis.scatter(x, y, s=16, color="#4878a8", zorder=3)
+    for name, a, b in zip(names, x, y):
+        axis.annotate(name, (a, b), xytext=(3, 3), textcoords="offset points", fontsize=6)
+    if np.ptp(logit(x)) > 0:
+        slope, intercept = np.polyfit(logit(x), logit(y), 1)
+        line = np.linspace(logit(x).min(), logit(x).max(), 50)
+        axis.plot(sigmoid(line), sigmoid(slope * line + intercept), color="#d62728", linewidth=1,
+                  label="least squares (logits)")  # fmt: skip
+        axis.legend(fontsize=6, loc="best")
+    axis.set_xscale("logit")
+    axis.set_yscale("logit")
+    axis.set_xlabel("ImageNet top-1 (logit scale)", fontsize=8)
+    axis.set_ylabel("accuracy (logit scale)", fontsize=8)
+    axis.tick_params(labelsize=7)
+
+
+def scratch_sections(finetuned: dict, scratch: dict, rows: dict) -> list[Section]:
+    """A table per task both experiments share: each network's fine-tuned minus from-scratch accuracy."""
+    by_name = {n.name: n for n in networks(scratch, rows)}
+    shared = [n for n in networks(finetuned, rows) if n.name in by_name]
+    if not shared:
+        return []
+    caption = (f"Points: {finetuned['name']} ({protocol_of(finetuned)}) minus {scratch['name']} "
+               f"({protocol_of(scratch)}), each the mean over its seeds; the mean over the networks with both, "
+               "± std (n) and its 95% interval.")  # fmt: skip
+    header = ["network", "fine-tuned", "from scratch", "fine-tuned − from scratch"]
+    sections = []
+    for task in (t for t in finetuned["tasks"] if t in scratch["tasks"]):
+        pairs = [(n.name, n.tasks[task], by_name[n.name].tasks[task]) for n in shared]
+        gaps = [a["mean"] - b["mean"] for _, a, b in pairs if a["n"] and b["n"]]
+        body = [[name, cell(a), cell(b), f"{a['mean'] - b['mean']:+.1f}" if a["n"] and b["n"] else "n/a"]
+                for name, a, b in pairs]  # fmt: skip
+        mean = cell({**summary(gaps), "failed": 0, "missing": 0}) if gaps else "n/a"
+        body.append(["mean over networks", "", "", mean])
+        sections.append((Series(task).title, caption if not sections else None, header, body))
+    return sections
+
+
+def scratch_comparisons(experiments: list[dict]) -> list[tuple[dict, dict]]:
+    """(fine-tuned, from scratch): every imagenet_top1 experiment of protocol finetune_search with every one of
+    scratch_search (the union grid kornblith2019 runs both)."""
+    top1 = [e for e in experiments if e["figure"]["x"] == TOP1_AXIS]
+    return [(f, s) for f in top1 if protocol_of(f) == "finetune_search"
+            for s in top1 if protocol_of(s) == "scratch_search"]  # fmt: skip
+
+
+def add_section(markdown: list[str], body: list[str], heading, caption, header, table) -> None:
+    """Appends a table, under its heading and caption where it has them, to the Markdown and HTML pages."""
+    if heading:
+        markdown += [f"### {heading}", ""]
+        body.append(f"<h3>{html.escape(heading)}</h3>")
+    if caption:
+        markdown += [caption, ""]
+        body.append(f"<p>{html.escape(caption)}</p>")
+    markdown += [markdown_table(header, table), ""]
+    body.append(html_table(header, table))
+
+
 def build(runs: list[str], experiments: list[dict], rows: dict) -> dict[str, bytes]:
     """Every file of the report by name."""
     files, markdown, body = {}, [], []
@@ -458,19 +738,26 @@ def build(runs: list[str], experiments: list[dict], rows: dict) -> dict[str, byt
     for experiment in experiments:
         name = experiment["name"]
         judged = [judge(f, experiment, rows) for f in experiment["findings"]]
-        files[f"{name}.png"] = draw(experiment, rows)
-        header, table = tables(experiment, rows)
+        if experiment["figure"]["x"] == TOP1_AXIS:
+            files[f"{name}.png"], sections = networks_report(experiment, rows)
+        else:
+            files[f"{name}.png"], sections = draw(experiment, rows), [(None, None, *tables(experiment, rows))]
         counts = unit_counts(experiment, rows)
-        markdown += [f"## {name}: {experiment['figure']['title']}", "", counts, "", f"![{name}]({name}.png)", "",
-                     markdown_table(header, table), ""]  # fmt: skip
+        markdown += [f"## {name}: {experiment['figure']['title']}", "", counts, "", f"![{name}]({name}.png)", ""]
         image = base64.b64encode(files[f"{name}.png"]).decode()
         body += [f"<h2 id='{html.escape(name)}'>{html.escape(name)}: {html.escape(experiment['figure']['title'])}</h2>",
-                 f"<p>{html.escape(counts)}</p>", f"<img alt='{html.escape(name)}' src='data:image/png;base64,{image}'>",
-                 html_table(header, table)]  # fmt: skip
+                 f"<p>{html.escape(counts)}</p>", f"<img alt='{html.escape(name)}' src='data:image/png;base64,{image}'>"]  # fmt: skip
         if judged:
-            header, table = findings_table(judged, experiment)
-            markdown += ["### The paper's findings", "", markdown_table(header, table), ""]
-            body += ["<h3>The paper's findings</h3>", html_table(header, table)]
+            sections.append(("The paper's findings", None, *findings_table(judged, experiment)))
+        for section in sections:
+            add_section(markdown, body, *section)
+    for finetuned, scratch in scratch_comparisons(experiments):
+        sections = scratch_sections(finetuned, scratch, rows)
+        title = f"Fine-tuned against from scratch: {finetuned['name']} − {scratch['name']}"
+        markdown += [f"## {title}", ""] if sections else []
+        body += [f"<h2>{html.escape(title)}</h2>"] if sections else []
+        for section in sections:
+            add_section(markdown, body, *section)
     files["report.md"] = "\n".join(markdown).encode()
     style = ("body{font-family:sans-serif;margin:2em;max-width:1700px}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;text-align:left}img{max-width:100%}")  # fmt: skip

@@ -79,8 +79,9 @@ def git_revision() -> str | None:
 def check_data(config, plan) -> None:
     """Every data source exists, in the layout its tasks read, before anything starts; embedded ones are
     generated here, once."""
-    needed = {"imagenet": []}
-    if any(p.subset.extra_source for p in plan.pretrainings):
+    # Published weights read ImageNet only to measure their top-1 on a real one.
+    needed = {"imagenet": []} if any(p.subset or p.weights["imagenet"] for p in plan.pretrainings) else {}
+    if any(p.subset and p.subset.extra_source for p in plan.pretrainings):
         needed["imagenet_extra"] = []
     for task in sorted({f.task for f in plan.finetunings}):
         needed.setdefault(TASKS[task].dataset, []).append(task)

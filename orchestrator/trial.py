@@ -93,9 +93,22 @@ def sweep_trial(job: dict, settings: dict) -> None:
     tune.report({"pretrain_val_top1": pretrained["value"], "finetunings": len(job["finetunings"])})
 
 
+PUBLISHED_EVAL_BATCH = 100  # images per batch when published weights are scored on the ImageNet validation set
+
+
 def _pretraining_stage(job: dict, model: str, settings: dict, context: dict, store: Store) -> dict | None:
     """What a worker group needs to pretrain (its loop's config and the row it completes), once the subset's
-    manifest is built and published; None, with a failed row written, when it cannot be built."""
+    manifest is built and published; None, with a failed row written, when it cannot be built. Published weights
+    need no subset: their stage loads them."""
+    if job["weights"] is not None:
+        weights = job["weights"]
+        row = {**context, "kind": "pretrain", "unit_id": job["unit_id"], "pretrain_id": job["unit_id"],
+               "model": job["model"]["name"], "protocol": "published", "label_set": f"published:{weights['tag']}",
+               "classes": 1000, "labels": 1000, "metric": "imagenet_top1", "checkpoint": model}  # fmt: skip
+        loop = {"published": {**weights, "model": job["model"]["name"]}, "image_size": job["recipe"]["image_size"],
+                "use_gpu": settings["resources"]["use_gpu"], "loader_workers": settings["resources"]["loader_workers"],
+                "batch_size": PUBLISHED_EVAL_BATCH}  # fmt: skip
+        return {"loop": loop, "row": row}
     subset_spec = SubsetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["subset"].items()})
     row = {**context, "kind": "pretrain", "unit_id": job["unit_id"], "pretrain_id": job["unit_id"],
            "model": job["model"]["name"], "protocol": "pretrain", "label_set": subset_spec.label_set,
@@ -183,7 +196,7 @@ def _pretrain_and_publish(stage: dict, model: str, store: Store, rank: int) -> N
             state = torch.load(Path(directory) / pretrain.MODEL_FILE, map_location="cpu", weights_only=True)
         history = state["history"]
     else:
-        network, history = pretrain.run(stage["loop"])
+        network, history = (pretrain.published if "published" in stage["loop"] else pretrain.run)(stage["loop"])
         if rank == 0:
             with tempfile.TemporaryDirectory() as scratch:
                 local = Path(scratch) / pretrain.MODEL_FILE
@@ -194,9 +207,12 @@ def _pretrain_and_publish(stage: dict, model: str, store: Store, rank: int) -> N
             dist.barrier()
     if rank == 0 and store.finished_row("pretrain", stage["row"]["unit_id"]) is None:
         final = history[-1]
-        store.write({**stage["row"], "status": "ok", "value": final["val_top1"],
-                     "metrics": {"final": final, "history": history},
-                     "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
+        rates = [h["images_per_s"] for h in history if h["images_per_s"] is not None]  # none: published, not measured
+        metrics = {"final": final, "history": history}
+        if "imagenet_top1_source" in final:  # published weights: where their top-1 comes from
+            metrics["imagenet_top1_source"] = final["imagenet_top1_source"]
+        store.write({**stage["row"], "status": "ok", "value": final["val_top1"], "metrics": metrics,
+                     "images_per_s": sum(rates) / len(rates) if rates else None,
                      "wall_time_s": time.perf_counter() - started})  # fmt: skip
 
 

@@ -1,15 +1,19 @@
 """Generate the synthetic datasets (they are also generated on first use).
 
-    python -m synthetic generate [--scale tiny|default] [--seed 0] [--datasets imagenet voc sun397 ...]
+    python -m synthetic generate [--scale tiny|default] [--seed 0] [--datasets imagenet voc sun397 cifar10 ...]
 """
 
 import argparse
+import importlib
 
 from formats.cache import data_dir
 from synthetic import GENERATORS, imagenet
 
 
 def main(argv=None) -> None:
+    # The command sits above every layer: the twins that task files register (Food-101, CIFAR, ...) are generators
+    # once the tasks package has registered them.
+    importlib.import_module("tasks").TASKS.names()
     parser = argparse.ArgumentParser(prog="python -m synthetic", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from formats.prepared import PreparedImages, prepare_images, prepared_size
+from tasks.metrics import IGNORED
 
 CROP_SCALE, CROP_RATIO = (0.35, 1.0), (3 / 4, 4 / 3)
 
@@ -126,6 +127,15 @@ def example_batches(examples, image_size: int, train: bool, batch_size: int, see
     targets = torch.as_tensor(examples.targets, dtype=torch.float32 if multilabel else torch.int64)
     return Batches([(images, np.arange(len(examples.paths)))], targets, image_size=image_size, train=train,
                    batch_size=batch_size, seed=seed, mean=mean, std=std, device=device)  # fmt: skip
+
+
+def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each class's binary cross-entropy, averaged over the (image, class) pairs that count: an ``IGNORED`` target
+    (neither positive nor negative) is left out."""
+    counted = targets != IGNORED
+    return F.binary_cross_entropy_with_logits(
+        logits, targets.clamp(min=0), weight=counted.to(logits.dtype), reduction="sum"
+    ) / counted.sum().clamp(min=1)
 
 
 def prepare(model: nn.Module, use_gpu: bool) -> nn.Module:

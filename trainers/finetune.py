@@ -37,7 +37,7 @@ def finetune_classifier(transfer: Transfer) -> dict:
                                transfer.device, transfer.loader_workers, task.multilabel)
         for examples, is_train in ((train_examples, True), (test_examples, False))
     )  # fmt: skip
-    loss = nn.BCEWithLogitsLoss() if task.multilabel else nn.CrossEntropyLoss()
+    loss = engine.multilabel_loss if task.multilabel else nn.CrossEntropyLoss()
     for epoch in range(first_epoch, recipe["epochs"]):
         epoch_metrics = engine.train_epoch(model, train, optimizer, loss, transfer.device, transfer.use_gpu, epoch)
         schedule.step()

@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 import synthetic
+from formats.imagenet import class_list, imagenet_image_root, list_imagenet
 from formats.prepared import SOURCE_IMAGES, prepare_images, prepared_size
 from models import create_model, normalisation, save_checkpoint
+from models.published import PUBLISHED_TOP1, load_published, weights_name
 from subsets.manifest import IMAGENET, IMAGENET_EXTRA, read_manifest
 from tasks.metrics import top1
 from trainers import engine
@@ -104,3 +106,32 @@ def run(config: dict) -> tuple[nn.Module, list[dict]]:
 
         engine.report(metrics, save)
     return network, history
+
+
+def published(config: dict) -> tuple[nn.Module, list[dict]]:
+    """The stage of a pretraining that is published weights (``config["published"]``: model, tag, folder, imagenet):
+    the network, and a history of one entry holding its ImageNet top-1: measured on the real ImageNet's validation
+    set where the run has one, else the top-1 timm publishes for the weights (``models.published.PUBLISHED_TOP1``)."""
+    weights = config["published"]
+    network = load_published(weights["model"], weights["tag"], weights["folder"])
+    name = weights_name(weights["model"], weights["tag"])
+    if weights["imagenet"] is None:
+        top1_value = PUBLISHED_TOP1.get(name)
+        entry = {"val_top1": None if top1_value is None else top1_value / 100, "images_per_s": None,
+                 "imagenet_top1_source": "published (timm's results-imagenet.csv)" if top1_value else "unknown"}  # fmt: skip
+        return network, [entry]
+    device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
+    root = Path(weights["imagenet"])
+    listing = list_imagenet(root, "val")
+    index = {wnid: k for k, wnid in enumerate(class_list("imagenet1k"))}  # the order of timm's ImageNet-1k heads
+    size = config["image_size"]
+    images = prepare_images(imagenet_image_root(root), listing["path"].to_pylist(), prepared_size(size),
+                            workers=config["loader_workers"])  # fmt: skip
+    mean, std = normalisation(network)
+    data = engine.Batches([(images, np.arange(len(images.paths)))], [index[w] for w in listing["wnid"].to_pylist()],
+                          image_size=size, train=False, batch_size=config["batch_size"], seed=0, mean=mean, std=std,
+                          device=device)  # fmt: skip
+    started = time.perf_counter()
+    scores, labels = engine.predict(network.to(device), data)
+    return network.cpu(), [{"val_top1": top1(scores, labels), "images_per_s": len(labels) / (time.perf_counter() - started),
+                            "imagenet_top1_source": f"measured on {root}"}]  # fmt: skip

@@ -1,0 +1,89 @@
+"""The finetune_search and scratch_search protocols (Kornblith et al.'s hyper-parameter grids): the grids as
+published, the batch-norm momentum rule, and a search on a tiny synthetic task whose answer is known, resumed after
+an interruption to the same result."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import synthetic
+from models import create_model, load_checkpoint, save_checkpoint
+from orchestrator.config import load
+from tasks import TASKS
+from trainers import PROTOCOLS, Transfer
+from trainers.search import REFIT, batch_norm_momentum, choose, settings
+
+
+def test_the_papers_grids():
+    config = load(["scale=paper"])
+    finetune = settings(dict(config.finetune_search))
+    assert len(finetune) == 7 * 8
+    assert sorted({s["lr"] for s in finetune}) == pytest.approx(np.logspace(-4, -1, 7))
+    assert sorted({s["weight_decay"] for s in finetune}) == pytest.approx([0, *np.logspace(-6, -3, 7)])
+    scratch = settings(dict(config.scratch_search))
+    assert len(scratch) == 7 * 8 and 0 not in {s["weight_decay"] for s in scratch}
+    assert sorted({s["lr"] for s in scratch}) == pytest.approx(np.logspace(-3, 0, 7))
+    assert sorted({s["weight_decay"] for s in scratch}) == pytest.approx(np.logspace(-5, -1.5, 8))
+    assert config.finetune_search.steps == 20000 and config.scratch_search.steps == 40000
+
+
+def test_batch_norm_momentum_is_the_papers_decay_in_pytorchs_terms():
+    assert batch_norm_momentum(50) == pytest.approx(0.1)  # 1 - 10/50 = 0.8 < 0.9: the decay is 0.9
+    assert batch_norm_momentum(200) == pytest.approx(0.05)  # decay 1 - 10/200 = 0.95
+
+
+def test_the_best_setting_is_chosen_and_a_diverged_one_never():
+    assert choose([0.2, 0.5, float("nan"), 0.5]) == 1
+    with pytest.raises(ValueError, match="every hyper-parameter setting diverged"):
+        choose([float("nan")] * 2)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def transfer_of(tmp_path: Path, recipe: dict, resume=None, on_checkpoint=None) -> Transfer:
+    checkpoint = tmp_path / "model.pt"
+    if not checkpoint.exists():
+        torch.manual_seed(0)
+        save_checkpoint(checkpoint, create_model("alexnet", 10, {"variant": "small", "width": 0.25,
+                                                                 "batch_norm": True, "dropout": 0.0}))  # fmt: skip
+    return Transfer(
+        unit_id="u", task=TASKS["food101"], seed=0, recipe=recipe,
+        data_root=synthetic.resolve("food101", "embedded:default"), pretrained_file=checkpoint,
+        pretrained=lambda: load_checkpoint(checkpoint)[0], image_size=32, loader_workers=0, use_gpu=False,
+        device=torch.device("cpu"), scratch=tmp_path, resume=resume, restored_file=None,
+        checkpoint=on_checkpoint or (lambda metrics, state, file=None: None),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", ["finetune_search", "scratch_search"])
+def test_a_search_chooses_the_setting_that_learns_and_resumes_to_the_same_result(tmp_path, protocol):
+    # A learning rate of 1e-7 learns nothing in 30 steps; 0.05 does: the search must choose it and refit with it.
+    recipe = {"steps": 30, "batch_size": 32, "momentum": 0.9, "lr_min": 1e-7, "lr_max": 0.05, "lr_count": 2,
+              "weight_decay_min": 1e-5, "weight_decay_max": 1e-5, "weight_decay_count": 1,
+              "weight_decay_zero": False, "checkpoint_steps": 10}  # fmt: skip
+    whole = PROTOCOLS[protocol](transfer_of(tmp_path, recipe))
+    assert whole["lr"] == pytest.approx(0.05) and whole["weight_decay"] == pytest.approx(1e-5)
+    low, high = whole["search"]["val_top1"]
+    assert high > low + 0.1 and whole["val_top1"] == high
+    assert whole["train_images"] == whole["val_images"] + len(TASKS["food101"].read(
+        synthetic.resolve("food101", "embedded:default"), "train").paths) - whole["val_images"]  # fmt: skip
+    assert whole["top1"] > 1.5 / 20  # 20 dishes: chance is 0.05
+
+    states = []
+
+    def interrupt_in_the_second_setting(metrics, state, file=None):
+        states.append(state)
+        if state["stage"] == 1 and state["training"] is not None:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        PROTOCOLS[protocol](transfer_of(tmp_path, recipe, on_checkpoint=interrupt_in_the_second_setting))
+    assert states[-1]["scores"] == [low] and states[-1]["training"]["step"] == 10
+    resumed = PROTOCOLS[protocol](transfer_of(tmp_path, recipe, resume=states[-1]))
+    assert resumed["search"]["val_top1"] == whole["search"]["val_top1"]
+    assert resumed["top1"] == whole["top1"]
+    assert REFIT == "refit"
