@@ -485,12 +485,14 @@ def experiments(config: DictConfig) -> list[DictConfig]:
                 f"grid {union['name']}: unknown member grid {name!r}; grids: {', '.join(available('grid'))}"
             )
         file = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "grid" / f"{name}.yaml"))
-        if set(file) != {"grid"} or file["grid"].get("grids"):
+        # A member's grid is composed as Hydra composes it alone: its defaults (other grid files) included.
+        member = OmegaConf.to_container(_compose([f"grid={name}"]).grid, resolve=True)
+        if set(file) - {"grid", "defaults"} or member.get("grids"):
             raise ConfigError(f"grid {name} cannot be a member of {union['name']}: a member sets its grid section "
                               "only, and is not a union itself")  # fmt: skip
         experiment = config.copy()
         with open_dict(experiment):
-            experiment.grid = {**file["grid"], **shared}
+            experiment.grid = {**member, **shared}
         found.append(experiment)
     return found
 

@@ -47,6 +47,12 @@ def _rate(rows: list[dict], fields: dict) -> float | None:
 
 
 FEATURE_PROTOCOLS = {"probe", "fixed_features"}  # one forward pass per image and a linear fit: not costed
+SEARCH_PROTOCOLS = {"finetune_search", "scratch_search"}  # a hyper-parameter grid of trainings of a number of steps
+
+
+def search_settings(recipe: dict) -> int:
+    """The settings of a search protocol's grid (trainers/search.py's ``settings``)."""
+    return recipe["lr_count"] * (recipe["weight_decay_count"] + recipe["weight_decay_zero"])
 
 
 @functools.cache
@@ -92,6 +98,9 @@ def estimate(plan, config: DictConfig, finished: set[str]) -> str:
                 fields = {"args": network["args"], "image_scale": unit.recipe["image_scale"]}
                 add("detection", what, unit.recipe["iterations"] * unit.recipe["batch_size"],
                     _rate(table.get("detect", []), fields))  # fmt: skip
+            elif unit.protocol in SEARCH_PROTOCOLS:  # every setting, then the refit: steps of a batch each
+                add("fine-tuning", what, (search_settings(unit.recipe) + 1) * unit.recipe["steps"]
+                    * unit.recipe["batch_size"], classify)  # fmt: skip
             else:
                 count = _train_images(unit.task, unit.data_source, unit.seed)
                 add("fine-tuning", what, count and count * unit.recipe["epochs"], classify)

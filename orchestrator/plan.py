@@ -29,6 +29,7 @@ from orchestrator.config import (
     grid_seeds,
     grid_tasks,
 )
+from orchestrator.cost import FEATURE_PROTOCOLS, SEARCH_PROTOCOLS, search_settings
 from orchestrator.store import filesystem_of, join, write_whole
 from subsets.labels import adds_extra_classes
 from subsets.manifest import SubsetSpec
@@ -236,16 +237,22 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
     pending = [f for f in plan.finetunings if f.unit_id not in finished]
     classifiers = [f for f in pending if f.protocol == "finetune"]
     detections = [f for f in pending if f.protocol == "detect"]
-    probes = [f for f in pending if f.protocol in ("probe", "fixed_features")]
-    epochs = sorted({f.recipe["epochs"] for f in classifiers}) or [config.finetune.epochs]
+    probes = [f for f in pending if f.protocol in FEATURE_PROTOCOLS]
+    searches = [f for f in pending if f.protocol in SEARCH_PROTOCOLS]
+    settings = sorted({search_settings(f.recipe) for f in searches})
+    steps = sorted({f.recipe["steps"] for f in searches})
+    epochs = sorted({f.recipe["epochs"] for f in classifiers})
     iterations = sorted({f.recipe["iterations"] for f in detections})
     lines.append(
         f"estimate: {passes:,} pretraining image passes"
         + (f" plus {unknown} pretraining(s) on every image of their classes" if unknown else "")
-        + f"; {len(classifiers)} classifier fine-tunings of {'/'.join(map(str, epochs))} epochs"
-        + (f", {len(detections)} detector fine-tunings of {'/'.join(map(str, iterations))} iterations"
-           if detections else "")
-        + (f", {len(probes)} fixed-feature probes" if probes else "")
+        + "; " + (", ".join(part for part in (
+            classifiers and f"{len(classifiers)} classifier fine-tunings of {'/'.join(map(str, epochs))} epochs",
+            detections and f"{len(detections)} detector fine-tunings of {'/'.join(map(str, iterations))} iterations",
+            probes and f"{len(probes)} fixed-feature probes",
+            searches and f"{len(searches)} hyper-parameter searches of {'/'.join(map(str, settings))} settings x "
+                         f"{'/'.join(map(str, steps))} steps",
+        ) if part) or "no transfers to run")
         + f"; at most {2 * len(plan.pretrainings)} Ray Train worker-group starts"
     )  # fmt: skip
     return "\n".join(lines)

@@ -51,6 +51,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a cluster node or CI machine
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.fs as pafs  # noqa: E402
@@ -567,7 +568,8 @@ def correlations(x, y, seed: int = BOOTSTRAP_SEED, resamples: int = RESAMPLES) -
 def networks_table(experiment: dict, nets: list[Network], averaged: list[str]) -> Section:
     """A row per network: its ImageNet top-1 (and where it comes from), each task's metric, the logit average."""
     left_out = [t for t in experiment["tasks"] if t not in averaged]
-    caption = ("Percent: mean ± std over the network's replicates (n) and the 95% interval of the mean. "
+    caption = ("Percent: mean ± std over the network's replicates (n) and the 95% interval of the mean. ImageNet "
+               "top-1: the network's own validation top-1 (where it comes from, when its rows say). "
                "Logit-averaged transfer accuracy: the mean over the tasks every network has "
                f"({', '.join(averaged) or 'none yet'}) of logit(accuracy), accuracies clipped to [{CLIP:g}, "
                f"1 − {CLIP:g}], shown through the sigmoid as a percentage and as the logit"
@@ -677,8 +679,12 @@ def _scatter(axis, title: str, points: list[tuple[str, float, float]]) -> None:
         axis.legend(fontsize=6, loc="best")
     axis.set_xscale("logit")
     axis.set_yscale("logit")
-    axis.set_xlabel("ImageNet top-1 (logit scale)", fontsize=8)
-    axis.set_ylabel("accuracy (logit scale)", fontsize=8)
+    for side in (axis.xaxis, axis.yaxis):  # percent, as the tables
+        side.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{100 * value:.3g}"))
+        side.set_minor_formatter(ticker.NullFormatter())
+    axis.margins(0.12)
+    axis.set_xlabel("ImageNet top-1, percent (logit scale)", fontsize=8)
+    axis.set_ylabel("percent (logit scale)", fontsize=8)
     axis.tick_params(labelsize=7)
 
 

@@ -43,7 +43,8 @@ def experiment_of(name: str, protocol: str, values: dict, seeds: list[int]) -> d
                "labels": 1000, "model": network, "pretrainings": [f"pre-{network}"],
                "finetunings": {t: [f"{name}-{network}-{t}-{s}" for s in seeds] for t in values}}
               for number, network in enumerate(networks, start=1)]  # fmt: skip
-    return {"name": name, "figure": {"title": f"{name}: ImageNet top-1 against transfer accuracy", "x": "imagenet_top1"},
+    figure = {"title": f"ImageNet top-1 against transfer accuracy ({protocol})", "x": "imagenet_top1"}
+    return {"name": name, "figure": figure,
             "findings": [], "tasks": list(values), "seeds": seeds, "points": points,
             "protocols": {t: protocol for t in values}}  # fmt: skip
 
@@ -68,8 +69,9 @@ def store_run(storage: str, run: str, experiments: list[tuple[dict, dict]]) -> N
                     if values[task][index] is None:
                         continue
                     value = values[task][index] + 0.01 * seed
+                    metrics = {"top1": value, **chosen_of(protocol, seed)}
                     store.write(base | {"kind": "finetune", "unit_id": unit, "task": task, "seed": seed,
-                                        "value": value, "metrics": {"top1": value, **chosen_of(protocol, seed)}})  # fmt: skip
+                                        "value": value, "metrics": metrics})  # fmt: skip
 
 
 def tables_of(markdown: str) -> dict[tuple[str, str | None], list[list[str]]]:
