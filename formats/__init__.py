@@ -6,6 +6,11 @@ data (``cache``), the registries every layer above fills (``registry``), and the
 raises. Nothing here imports another package of the project.
 """
 
+import contextlib
+import multiprocessing
+import multiprocessing.pool
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 GENERATE_HINT = "generate the embedded synthetic data with `python -m synthetic generate`"
@@ -40,3 +45,26 @@ def read_lines(path: Path, what: str) -> list[tuple[int, str]]:
             "release? Re-extract or re-download it"
         ) from None
     return [(number, line.strip()) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def fork_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
+    """A pool of forked processes that ends without hanging. A process forked from a Ray worker inherits its SIGTERM
+    handler, which does not stop it, so ``Pool.terminate`` (what ``with Pool()`` ends with) can wait for ever on a
+    child that holds the task queue's lock; here the children die on SIGTERM as processes do, and a pool whose work
+    is done is closed and joined instead."""
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_default_signals)
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()

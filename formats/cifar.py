@@ -22,7 +22,6 @@ gives another folder, never a stale one, and concurrent readers wait for one bui
 
 import hashlib
 import json
-import multiprocessing
 import os
 import pickle
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from formats import GENERATE_HINT, DataFormatError
+from formats import GENERATE_HINT, DataFormatError, fork_pool
 from formats.cache import build_once, data_dir
 
 SIDE = 32
@@ -156,7 +155,7 @@ def _write_pngs(folder: Path, images: np.ndarray, workers: int | None) -> None:
         for chunk in chunks:
             _write_chunk(chunk)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with fork_pool(workers) as pool:
         for _ in pool.imap_unordered(_write_chunk, chunks):
             pass
 

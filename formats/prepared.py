@@ -17,7 +17,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import sys
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from formats import DataFormatError
+from formats import DataFormatError, fork_pool
 from formats.cache import build_once, data_dir
 from formats.imagenet import imagenet_image_root, list_imagenet, list_imagenet_extra
 from formats.images import load_rgb
@@ -113,7 +112,7 @@ def _build(out: Path, root: Path, paths: list[str], size: int, crops, workers: i
     readable = np.zeros(len(paths), dtype=bool)
     chunks = [(root, paths[start : start + CHUNK], crops and crops[start : start + CHUNK], size, start)
               for start in range(0, len(paths), CHUNK)]  # fmt: skip
-    with multiprocessing.get_context("fork").Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+    with fork_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for start, block, ok in (pool.imap_unordered if pool else map)(_decode_chunk, chunks):
             pixels[start : start + len(block)], readable[start : start + len(block)] = block, ok
     pixels.flush()

@@ -12,7 +12,6 @@ an ``ensure(scale, seed, workers) -> Path`` function whose module holds its ``SC
 import functools
 import hashlib
 import inspect
-import multiprocessing
 import os
 import socket
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from formats import fork_pool
 from formats.cache import build_once, data_dir
 from formats.cache import fingerprint as folder_fingerprint
 from formats.registry import Registry
@@ -97,5 +97,5 @@ def changed_since_planned(source: str, planned: str, held: str) -> str:
 
 def run_parallel(work: Callable, tasks: Sequence, desc: str, workers: int | None = None) -> list:
     """``work`` over ``tasks`` on all cores with a progress bar; results in task order."""
-    with multiprocessing.get_context("fork").Pool(workers or os.cpu_count()) as pool:
+    with fork_pool(workers or os.cpu_count()) as pool:
         return list(tqdm(pool.imap(work, tasks, chunksize=8), total=len(tasks), desc=desc))

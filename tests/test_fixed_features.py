@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
 
 import synthetic
 from models import create_model, load_checkpoint, save_checkpoint
 from tasks import TASKS
-from tasks.metrics import IGNORED, mean_average_precision, top1
+from tasks.metrics import IGNORED, mean_average_precision, mean_per_class_accuracy, top1
 from trainers import PROTOCOLS, Transfer
 from trainers.fixed_features import choose_and_refit, fit_logistic, penalties
 
@@ -93,6 +94,14 @@ def test_each_fit_is_scikit_learns_solution():
         ours = torch.softmax(features @ weight + bias, 1).numpy()
         theirs = LogisticRegression(C=1 / (l2 * 150), max_iter=10_000, tol=1e-10).fit(features, targets)
         np.testing.assert_allclose(ours, theirs.predict_proba(features.numpy()), atol=2e-3)
+
+
+def test_mean_per_class_accuracy_is_scikit_learns_balanced_accuracy():
+    rng = np.random.default_rng(0)
+    labels = rng.choice(7, size=300, p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05])
+    scores = rng.normal(size=(300, 7)) + 1.5 * np.eye(7)[labels]
+    assert mean_per_class_accuracy(scores, labels) == pytest.approx(balanced_accuracy_score(labels, scores.argmax(1)))
+    assert mean_per_class_accuracy(scores, labels) != pytest.approx(top1(scores, labels))  # the classes are unbalanced
 
 
 def test_the_papers_penalties():

@@ -61,6 +61,17 @@ def test_building_processes_and_concurrent_builders_make_the_same_copy(images, t
     assert folders == {str(alone.folder)} and (np.load(alone.folder / "pixels.npy") == pixels).all()
 
 
+def test_building_processes_end_in_a_process_whose_sigterm_handler_does_not_stop_it(images):
+    """A Ray worker's SIGTERM handler, inherited by the processes it forks, does not stop them: a pool ended by
+    terminating its processes waited for ever (a grid point's group hung preparing its second task)."""
+    folder, paths = images
+    code = ("import signal; from formats.prepared import prepare_images; "
+            "signal.signal(signal.SIGTERM, lambda *_: None); "
+            f"[prepare_images({str(folder)!r}, {paths!r}, size, workers=2) for size in range(5, 15)]; print('built')")
+    built = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)  # SIGKILL after
+    assert built.returncode == 0 and built.stdout.strip() == "built", built.stderr[-2000:]
+
+
 def test_training_batches_cover_every_item_once_per_epoch_in_a_new_seeded_order(images):
     prepared = prepare_images(*images, 9)
     data = batches(prepared, train=True)
