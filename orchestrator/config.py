@@ -135,6 +135,7 @@ RECIPE_RANGES = {  # every key of each recipe section of conf/config.yaml
 RESOURCE_RANGES = {
     "num_workers": Range(1, 10_000),
     "cpus_per_worker": Range(1, 1024),
+    "gpus_per_worker": Range(0.01, 64, whole=False),
     "max_failures": Range(-1, 1000),  # -1: Ray restarts a failed worker group for ever
     "loader_workers": Range(0, 256),
     "finetune_groups": Range(1, 1000),

@@ -227,7 +227,7 @@ def _trials_that_fit(config, available_now: dict) -> int:
     resources = config.resources
     fits = available_now.get("CPU", 1) // (resources.num_workers * resources.cpus_per_worker)
     if resources.use_gpu:
-        fits = min(fits, available_now.get("GPU", 0) // resources.num_workers)
+        fits = min(fits, available_now.get("GPU", 0) // (resources.num_workers * resources.gpus_per_worker))
     return max(1, int(fits))
 
 

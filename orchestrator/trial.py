@@ -221,7 +221,8 @@ def _scaling(settings: dict) -> ScalingConfig:
     return ScalingConfig(
         num_workers=resources["num_workers"],
         use_gpu=resources["use_gpu"],
-        resources_per_worker={"CPU": resources["cpus_per_worker"], **({"GPU": 1} if resources["use_gpu"] else {})},
+        resources_per_worker={"CPU": resources["cpus_per_worker"],
+                              **({"GPU": resources["gpus_per_worker"]} if resources["use_gpu"] else {})},
     )
 
 

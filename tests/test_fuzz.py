@@ -257,12 +257,12 @@ def test_a_label_set_larger_than_its_classes_is_refused_naming_the_point(label_s
 # Keys of every section, and keys no section has.
 KEYS = [
     *(f"{section}.{key}" for section, keys in RECIPE_RANGES.items() for key in keys),
-    *(f"resources.{key}" for key in ("num_workers", "use_gpu", "cpus_per_worker", "max_failures", "loader_workers",
-                                     "finetune_groups")),
+    *(f"resources.{key}" for key in ("num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_failures",
+                                     "loader_workers", "finetune_groups")),
     *(f"ray.{key}" for key in ("address", "dashboard_host", "dashboard_port", "max_concurrent_trials")),
-    "run", "dry_run", "report", "model", "model_args.alexnet", "model_args.alexnet.width",
+    "run", "dry_run", "report", "published_weights", "model", "model_args.alexnet", "model_args.alexnet.width",
     "model_args.alexnet.variant", "model_args.alexnet.dropout", "grid.budget", "grid.subset_seed", "grid.seeds",
-    "grid.tasks", "grid.points", "grid.name", "grid.figure", "grid.figure.title", "grid.findings",
+    "grid.tasks", "grid.points", "grid.name", "grid.protocol", "grid.figure", "grid.figure.title", "grid.findings",
     "grid.findings.0.above", "grid.findings.0.task", "grid.findings.0.compare",
     "pretrain.epoch", "foo", "grid.nope", "pretrain", "+pretrain.nope", "+grid.pretrain_seeds", "~grid.seeds",
 ]  # fmt: skip

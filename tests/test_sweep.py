@@ -16,10 +16,12 @@ from orchestrator.config import available, load
 from orchestrator.plan import make_plan
 from orchestrator.run import main
 from orchestrator.store import SCHEMA
+from tasks import datasets
 
-TINY = ["data.imagenet=embedded:tiny", "data.imagenet_extra=embedded:tiny", "data.voc=embedded:tiny",
-        "data.sun397=embedded:tiny", "pretrain.epochs=1", "finetune.epochs=1", "grid.budget=300", "detect.iterations=4",
-        "detect.checkpoint_interval=2", "detect.image_scale=96", "detect.batch_size=2"]  # fmt: skip
+TINY = [*(f"data.{name}=embedded:tiny" for name in datasets()), "pretrain.epochs=1", "finetune.epochs=1",
+        "grid.budget=300", "detect.iterations=4", "detect.checkpoint_interval=2", "detect.image_scale=96",
+        "detect.batch_size=2", "fixed_features.l2_count=5", "finetune_search.steps=4", "scratch_search.steps=4",
+        "finetune_search.checkpoint_steps=2", "scratch_search.checkpoint_steps=2"]  # fmt: skip
 
 
 def sweep(*overrides: str, timeout=900, **popen) -> subprocess.CompletedProcess:
