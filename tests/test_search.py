@@ -2,6 +2,7 @@
 published, the batch-norm momentum rule, and a search on a tiny synthetic task whose answer is known, resumed after
 an interruption to the same result."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,16 @@ def test_a_search_chooses_the_setting_that_learns_and_resumes_to_the_same_result
     assert resumed["search"]["val_top1"] == whole["search"]["val_top1"]
     assert resumed["top1"] == whole["top1"]
     assert REFIT == "refit"
+
+
+@pytest.mark.timeout(300)
+def test_a_training_split_smaller_than_a_batch_trains_on_all_of_it_every_step(tmp_path):
+    """The paper's batch of 256 against the tiny synthetic Food-101's few dozen training images: every step is the
+    whole split (an epoch of no whole batch would never reach the steps)."""
+    recipe = {"steps": 3, "batch_size": 256, "momentum": 0.9, "lr_min": 0.01, "lr_max": 0.01, "lr_count": 1,
+              "weight_decay_min": 1e-5, "weight_decay_max": 1e-5, "weight_decay_count": 0,
+              "weight_decay_zero": True, "checkpoint_steps": 2}  # fmt: skip
+    transfer = transfer_of(tmp_path, recipe)
+    transfer = dataclasses.replace(transfer, data_root=synthetic.resolve("food101", "embedded:tiny"))
+    result = PROTOCOLS["finetune_search"](transfer)
+    assert result["train_images"] < 256 and result["steps"] == 3 and len(result["search"]["settings"]) == 1

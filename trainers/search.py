@@ -66,7 +66,12 @@ def _train(transfer, setting: dict, examples, scratch: bool, start: dict | None,
     mean, std = normalisation(network)
     data = engine.example_batches(examples, transfer.image_size, True, recipe["batch_size"], transfer.seed, mean, std,
                                   transfer.device, transfer.loader_workers, task.multilabel)  # fmt: skip
-    steps_per_epoch = max(len(data.rows) // recipe["batch_size"], 1)
+    per_worker = len(data.rows) // engine.world()[1]
+    if per_worker == 0:
+        raise ValueError(f"{task.name}: {len(data.rows)} readable training images, fewer than the {engine.world()[1]} "
+                         "workers")  # fmt: skip
+    data.batch_size = min(recipe["batch_size"], per_worker)  # a split smaller than a batch: all of it every step
+    steps_per_epoch = per_worker // data.batch_size
     for module in network.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = batch_norm_momentum(steps_per_epoch)
