@@ -139,6 +139,7 @@ RESOURCE_RANGES = {
     "max_failures": Range(-1, 1000),  # -1: Ray restarts a failed worker group for ever
     "loader_workers": Range(0, 256),
     "finetune_groups": Range(1, 1000),
+    "settings_per_trial": Range(1, 100_000),
 }
 SEED = Range(0, MAX_SEED)
 PRICE = Range(0, 1e6, whole=False)

@@ -11,6 +11,7 @@ a detector's iterations x batch size. Probes run forward passes only and are not
 import functools
 from pathlib import Path
 
+import numpy as np
 import yaml
 from omegaconf import DictConfig
 
@@ -50,9 +51,13 @@ FEATURE_PROTOCOLS = {"probe", "fixed_features"}  # one forward pass per image an
 SEARCH_PROTOCOLS = {"finetune_search", "scratch_search"}  # a hyper-parameter grid of trainings of a number of steps
 
 
-def search_settings(recipe: dict) -> int:
-    """The settings of a search protocol's grid (trainers/search.py's ``settings``)."""
-    return recipe["lr_count"] * (recipe["weight_decay_count"] + recipe["weight_decay_zero"])
+def search_settings(recipe: dict) -> list[dict]:
+    """A search protocol's grid: its (lr, weight_decay) settings, in a fixed order."""
+    rates = np.logspace(np.log10(recipe["lr_min"]), np.log10(recipe["lr_max"]), recipe["lr_count"])
+    decays = np.logspace(np.log10(recipe["weight_decay_min"]), np.log10(recipe["weight_decay_max"]),
+                         recipe["weight_decay_count"])  # fmt: skip
+    decays = [*([0.0] if recipe["weight_decay_zero"] else []), *decays]
+    return [{"lr": float(lr), "weight_decay": float(decay)} for lr in rates for decay in decays]
 
 
 @functools.cache
@@ -99,7 +104,7 @@ def estimate(plan, config: DictConfig, finished: set[str]) -> str:
                 add("detection", what, unit.recipe["iterations"] * unit.recipe["batch_size"],
                     _rate(table.get("detect", []), fields))  # fmt: skip
             elif unit.protocol in SEARCH_PROTOCOLS:  # every setting, then the refit: steps of a batch each
-                add("fine-tuning", what, (search_settings(unit.recipe) + 1) * unit.recipe["steps"]
+                add("fine-tuning", what, (len(search_settings(unit.recipe)) + 1) * unit.recipe["steps"]
                     * unit.recipe["batch_size"], classify)  # fmt: skip
             else:
                 count = _train_images(unit.task, unit.data_source, unit.seed)

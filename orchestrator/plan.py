@@ -239,7 +239,7 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
     detections = [f for f in pending if f.protocol == "detect"]
     probes = [f for f in pending if f.protocol in FEATURE_PROTOCOLS]
     searches = [f for f in pending if f.protocol in SEARCH_PROTOCOLS]
-    settings = sorted({search_settings(f.recipe) for f in searches})
+    settings = sorted({len(search_settings(f.recipe)) for f in searches})
     steps = sorted({f.recipe["steps"] for f in searches})
     epochs = sorted({f.recipe["epochs"] for f in classifiers})
     iterations = sorted({f.recipe["iterations"] for f in detections})
@@ -254,5 +254,17 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
                          f"{'/'.join(map(str, steps))} steps",
         ) if part) or "no transfers to run")
         + f"; at most {2 * len(plan.pretrainings)} Ray Train worker-group starts"
+        + (f" plus {_search_trials(plan, searches, config.resources.settings_per_trial)} Tune trials of searches "
+           f"(settings and refits, resources.settings_per_trial={config.resources.settings_per_trial})" if searches else "")
     )  # fmt: skip
     return "\n".join(lines)
+
+
+def _search_trials(plan: Plan, searches: list[Finetuning], per_trial: int) -> int:
+    """The Tune trials that train the searches' settings and refits, ``per_trial`` jobs each, a pretraining's apart
+    (orchestrator.stages)."""
+    trials = 0
+    for pretraining in plan.pretrainings:
+        own = [unit for unit in searches if unit.pretrain_id == pretraining.unit_id]
+        trials += -(-sum(len(search_settings(unit.recipe)) for unit in own) // per_trial) + -(-len(own) // per_trial)
+    return trials

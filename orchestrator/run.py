@@ -7,14 +7,14 @@
         ray.address=auto storage=s3://bucket/runs run=my-run
 
 Each grid point is one Tune trial, which fits one Ray Train TorchTrainer: its workers pretrain, then run the
-point's fine-tunings (orchestrator.trial). Results go to <storage>/<run>/results as Parquet, one file per
+point's fine-tunings (orchestrator.trial); the settings of hyper-parameter searches, then their refits, are further
+Tune trials (orchestrator.stages). Results go to <storage>/<run>/results as Parquet, one file per
 finished unit; the same command with the same run name resumes, skipping finished units; one driver holds a
 run at a time (``orchestrator.lock``), and a second exits at once naming the first. The report (figures,
 tables, the paper's findings checked) goes to <storage>/<run>/report/ (report=false: none), and the last line
 printed says where.
 """
 
-import dataclasses
 import importlib.metadata
 import os
 import subprocess
@@ -33,6 +33,7 @@ from orchestrator.config import POINT_KEYS, ConfigError, available, load, run_na
 from orchestrator.cost import estimate
 from orchestrator.lock import DriverLock, RunHeld
 from orchestrator.plan import describe, make_plan, save
+from orchestrator.stages import point_trials, refit_trials, setting_trials
 from orchestrator.store import Store, check_storage, filesystem_of, join, write_whole
 from subsets.labels import LABEL_SET_METHODS
 from tasks import TASKS
@@ -167,13 +168,8 @@ def _run(config, plan, name: str, run_dir: str, store: Store) -> int:
         "train_storage": join(run_dir, "train"), "config": OmegaConf.to_container(config, resolve=True),
         "resources": OmegaConf.to_container(config.resources), "versions": versions(), "git_revision": git_revision(),
     }  # fmt: skip
-    points = [
-        {"pretraining": dataclasses.asdict(p),
-         "finetunings": [dataclasses.asdict(f) for f in plan.finetunings_of(p.unit_id)]}
-        for p in plan.pretrainings
-        if p.unit_id not in finished or any(f.unit_id not in finished for f in plan.finetunings_of(p.unit_id))
-    ]  # fmt: skip
-    trial_errors = _sweep(config, points, settings, run_dir) if points else []
+    units = [*plan.pretrainings, *plan.finetunings]
+    trial_errors = _sweep(config, plan, store, settings, run_dir) if any(u.unit_id not in finished for u in units) else []
     status = _summarise(store, plan, trial_errors)
     if config.report:
         from orchestrator.report import ReportError, write_report  # matplotlib: only once there is something to draw
@@ -186,8 +182,9 @@ def _run(config, plan, name: str, run_dir: str, store: Store) -> int:
     return status
 
 
-def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> list[str]:
-    """Runs the points as Tune trials; the errors of the trials that ended in one."""
+def _sweep(config, plan, store: Store, settings: dict, run_dir: str) -> list[str]:
+    """Runs the plan's stages (orchestrator.stages), each as Tune trials once the one before has ended, from what the
+    store holds then; the errors of the trials that ended in one."""
     # Here, not at the top: --help, config loading and dry runs import no Ray Train, MMDetection or training code.
     import ray
     from ray import tune
@@ -205,18 +202,29 @@ def _sweep(config, points: list[dict], settings: dict, run_dir: str) -> list[str
                  dashboard_port=config.ray.dashboard_port)  # fmt: skip
     try:
         concurrent = config.ray.max_concurrent_trials or _trials_that_fit(config, ray.cluster_resources())
-        tuner = tune.Tuner(
-            # The trial only drives trainers, whose workers hold the CPUs and GPUs. Even a sliver of
-            # a CPU per trial would leave no node a whole CPU for a worker; a token of memory is free.
-            tune.with_resources(tune.with_parameters(sweep_trial, settings=settings), {"CPU": 0, "memory": 2**20}),
-            param_space=tune.grid_search(points),
-            # A trial's process is kept for the next one: no second start-up and import, and the WordNet it loaded
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True),
-            # A trial that fails (its node lost, its store unwritable) starts again and skips what has a row.
-            run_config=tune.RunConfig(name="tune", storage_path=run_dir,
-                                      failure_config=tune.FailureConfig(max_failures=config.resources.max_failures)),
-        )  # fmt: skip
-        return [str(result.error).strip().splitlines()[-1] for result in tuner.fit() if result.error]
+        per_trial = config.resources.settings_per_trial
+        stages = {"tune": lambda: point_trials(plan, set(store.finished())),
+                  "tune-search": lambda: setting_trials(plan, set(store.finished()), per_trial),
+                  "tune-refit": lambda: refit_trials(plan, {r["unit_id"]: r for r in store.read().to_pylist()},
+                                                     per_trial)}  # fmt: skip
+        errors = []
+        for name, trials_of in stages.items():
+            trials = trials_of()
+            if not trials:
+                continue
+            tuner = tune.Tuner(
+                # The trial only drives trainers, whose workers hold the CPUs and GPUs. Even a sliver of
+                # a CPU per trial would leave no node a whole CPU for a worker; a token of memory is free.
+                tune.with_resources(tune.with_parameters(sweep_trial, settings=settings), {"CPU": 0, "memory": 2**20}),
+                param_space=tune.grid_search(trials),
+                # A trial's process is kept for the next one: no second start-up and import, and the WordNet it loaded
+                tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True),
+                # A trial that fails (its node lost, its store unwritable) starts again and skips what has a row.
+                run_config=tune.RunConfig(name=name, storage_path=run_dir,
+                                          failure_config=tune.FailureConfig(max_failures=config.resources.max_failures)),
+            )  # fmt: skip
+            errors += [str(result.error).strip().splitlines()[-1] for result in tuner.fit() if result.error]
+        return errors
     finally:
         ray.shutdown()
 

@@ -1,5 +1,6 @@
-"""One Tune trial per grid point, which fits one Ray Train TorchTrainer (Ray Train V2): its workers pretrain (unless
-that is done) and then run the point's fine-tunings, so a point pays Ray Train's worker-group start-up once.
+"""A Tune trial: a pretraining and a list of jobs of it (orchestrator.stages: a grid point's transfers, settings of its
+hyper-parameter searches, or their refits), fitted as Ray Train TorchTrainers (Ray Train V2) whose workers pretrain
+(unless that is done) and then run the jobs, so a list pays Ray Train's worker-group start-up once.
 
 The store is the source of truth: what has a row is not run again. Rank 0 writes each unit's row as soon as the unit
 ends, and the pretrained network goes to ``<run>/pretrained/<unit id>/model.pt``, outside Ray Train's checkpoint
@@ -40,7 +41,7 @@ WAIT_FOR_PRETRAINING_S = 2.0  # how often a further fine-tuning group looks for 
 
 
 def sweep_trial(job: dict, settings: dict) -> None:
-    """``job``: the grid point's pretraining and fine-tunings (Tune's config, shown in its progress table);
+    """``job``: the trial's name, pretraining and jobs (``finetunings``; Tune's config, shown in its progress table);
     ``settings``: what every trial shares (run, storage, resources, versions)."""
     store = Store(settings["results"])
     finished = store.finished()
@@ -62,15 +63,16 @@ def sweep_trial(job: dict, settings: dict) -> None:
     count = settings["resources"]["finetune_groups"]
     # A group keeps its index across reruns: it names the Train run that a rerun resumes.
     groups = [[u for u in job["finetunings"][k::count] if u["unit_id"] not in finished] for k in range(count)]
-    changed = _changed_data([unit for group in groups for unit in group])
+    units = [unit for group in groups for unit in group]
+    cannot_run = _changed_data(units) | {u["unit_id"]: u["blocked"] for u in units if u["blocked"] is not None}
     rows = {}
-    for group in groups:
-        for unit in group:
-            rows[unit["unit_id"]] = _finetune_row(unit, pretraining, model, context)
-            if unit["unit_id"] in changed:
-                store.write({**rows[unit["unit_id"]], "status": "failed", "error": changed[unit["unit_id"]]})
-    groups = [[u for u in group if u["unit_id"] not in changed] for group in groups]
-    fit = functools.partial(_fit_group, model=model, rows=rows, pretraining=pretraining, settings=settings)
+    for unit in units:
+        rows[unit["unit_id"]] = _finetune_row(unit, pretraining, model, context)
+        if unit["unit_id"] in cannot_run:
+            store.write({**rows[unit["unit_id"]], "status": "failed", "error": cannot_run[unit["unit_id"]]})
+    groups = [[u for u in group if u["unit_id"] not in cannot_run] for group in groups]
+    fit = functools.partial(_fit_group, name=job["name"], model=model, rows=rows, pretraining=pretraining,
+                            settings=settings)  # fmt: skip
     with ThreadPoolExecutor(count) as pool:
         if stage is None:
             futures = {k: pool.submit(fit, k, group) for k, group in enumerate(groups) if group}
@@ -87,7 +89,7 @@ def sweep_trial(job: dict, settings: dict) -> None:
         return
     for k, group in enumerate(groups):
         for unit in group:
-            if store.finished_row("finetune", unit["unit_id"]) is None:
+            if store.finished_row(unit["kind"], unit["unit_id"]) is None:
                 cause = errors.get(k) or "the worker group ended without this unit's result"
                 store.write({**rows[unit["unit_id"]], "status": "failed", "error": cause})
     tune.report({"pretrain_val_top1": pretrained["value"], "finetunings": len(job["finetunings"])})
@@ -134,16 +136,17 @@ def _pretraining_stage(job: dict, model: str, settings: dict, context: dict, sto
 
 
 def _finetune_row(unit: dict, pretraining: dict, model: str, context: dict) -> dict:
-    return {**context, "kind": "finetune", "unit_id": unit["unit_id"], "pretrain_id": pretraining["unit_id"],
+    return {**context, "kind": unit["kind"], "unit_id": unit["unit_id"], "pretrain_id": pretraining["unit_id"],
             "model": pretraining["model"]["name"], "protocol": unit["protocol"], "task": unit["task"],
             "seed": unit["seed"], "epochs": unit["recipe"].get("epochs"), "data_fingerprint": unit["data_fingerprint"],
             "checkpoint": model}  # fmt: skip
 
 
-def _fit_group(index: int, group: list, stage: dict | None = None, *, model, rows, pretraining, settings) -> str | None:
-    """Fits the worker group of fine-tuning group ``index`` (which first pretrains, given the ``stage``); the
-    error it ended with, if any."""
-    units = [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe")} for u in group]
+def _fit_group(index: int, group: list, stage: dict | None = None, *, name, model, rows, pretraining,
+               settings) -> str | None:  # fmt: skip
+    """Fits the worker group of the trial's fine-tuning group ``index`` (which first pretrains, given the ``stage``);
+    the error it ended with, if any."""
+    units = [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe", "stage")} for u in group]
     loop_config = {
         "results": settings["results"], "model": model, "pretraining": stage,
         "rows": {u["unit_id"]: rows[u["unit_id"]] for u in units},
@@ -153,7 +156,7 @@ def _fit_group(index: int, group: list, stage: dict | None = None, *, model, row
                        "image_size": pretraining["recipe"]["image_size"]},
     }  # fmt: skip
     try:
-        _fit(point_fn_per_worker, loop_config, f"point-{pretraining['unit_id']}-group{index}", settings)
+        _fit(point_fn_per_worker, loop_config, f"{name}-group{index}", settings)
     except Exception as failure:
         return _failed(failure)
     return None

@@ -1,6 +1,6 @@
 """The finetune_search and scratch_search protocols (Kornblith et al.'s hyper-parameter grids): the grids as
-published, the batch-norm momentum rule, and a search on a tiny synthetic task whose answer is known, resumed after
-an interruption to the same result."""
+published, the batch-norm momentum rule, and a search on a tiny synthetic task whose answer is known, its settings and
+refit run as the sweep's jobs, a setting resumed after an interruption to the same result."""
 
 import dataclasses
 from pathlib import Path
@@ -12,18 +12,19 @@ import torch
 import synthetic
 from models import create_model, load_checkpoint, save_checkpoint
 from orchestrator.config import load
+from orchestrator.cost import search_settings
 from tasks import TASKS
 from trainers import PROTOCOLS, Transfer
-from trainers.search import REFIT, batch_norm_momentum, choose, settings
+from trainers.search import batch_norm_momentum, choose
 
 
 def test_the_papers_grids():
     config = load(["scale=paper"])
-    finetune = settings(dict(config.finetune_search))
+    finetune = search_settings(dict(config.finetune_search))
     assert len(finetune) == 7 * 8
     assert sorted({s["lr"] for s in finetune}) == pytest.approx(np.logspace(-4, -1, 7))
     assert sorted({s["weight_decay"] for s in finetune}) == pytest.approx([0, *np.logspace(-6, -3, 7)])
-    scratch = settings(dict(config.scratch_search))
+    scratch = search_settings(dict(config.scratch_search))
     assert len(scratch) == 7 * 8 and 0 not in {s["weight_decay"] for s in scratch}
     assert sorted({s["lr"] for s in scratch}) == pytest.approx(np.logspace(-3, 0, 7))
     assert sorted({s["weight_decay"] for s in scratch}) == pytest.approx(np.logspace(-5, -1.5, 8))
@@ -45,7 +46,7 @@ class Interrupted(Exception):
     pass
 
 
-def transfer_of(tmp_path: Path, recipe: dict, resume=None, on_checkpoint=None) -> Transfer:
+def transfer_of(tmp_path: Path, recipe: dict, stage: dict, resume=None, on_checkpoint=None) -> Transfer:
     checkpoint = tmp_path / "model.pt"
     if not checkpoint.exists():
         torch.manual_seed(0)
@@ -56,38 +57,42 @@ def transfer_of(tmp_path: Path, recipe: dict, resume=None, on_checkpoint=None) -
         data_root=synthetic.resolve("food101", "embedded:default"), pretrained_file=checkpoint,
         pretrained=lambda: load_checkpoint(checkpoint)[0], image_size=32, loader_workers=0, use_gpu=False,
         device=torch.device("cpu"), scratch=tmp_path, resume=resume, restored_file=None,
-        checkpoint=on_checkpoint or (lambda metrics, state, file=None: None),
+        checkpoint=on_checkpoint or (lambda metrics, state, file=None: None), stage=stage,
     )  # fmt: skip
 
 
 @pytest.mark.parametrize("protocol", ["finetune_search", "scratch_search"])
-def test_a_search_chooses_the_setting_that_learns_and_resumes_to_the_same_result(tmp_path, protocol):
-    # A learning rate of 1e-7 learns nothing in 30 steps; 0.05 does: the search must choose it and refit with it.
+def test_a_search_chooses_the_setting_that_learns_and_a_setting_resumes_to_the_same_result(tmp_path, protocol):
+    # A learning rate of 1e-7 learns nothing in 30 steps; 0.05 does: the refit must choose it.
     recipe = {"steps": 30, "batch_size": 32, "momentum": 0.9, "lr_min": 1e-7, "lr_max": 0.05, "lr_count": 2,
               "weight_decay_min": 1e-5, "weight_decay_max": 1e-5, "weight_decay_count": 1,
               "weight_decay_zero": False, "checkpoint_steps": 10}  # fmt: skip
-    whole = PROTOCOLS[protocol](transfer_of(tmp_path, recipe))
-    assert whole["lr"] == pytest.approx(0.05) and whole["weight_decay"] == pytest.approx(1e-5)
-    low, high = whole["search"]["val_top1"]
-    assert high > low + 0.1 and whole["val_top1"] == high
-    assert whole["train_images"] == whole["val_images"] + len(TASKS["food101"].read(
-        synthetic.resolve("food101", "embedded:default"), "train").paths) - whole["val_images"]  # fmt: skip
-    assert whole["top1"] > 1.5 / 20  # 20 dishes: chance is 0.05
+    grid = search_settings(recipe)
+    low, high = (PROTOCOLS[protocol](transfer_of(tmp_path, recipe, {"setting": setting, "search_of": "u"}))
+                 for setting in grid)  # fmt: skip
+    assert low["metric"] == "val_top1" and low["search_of"] == "u" and low["lr"] == pytest.approx(1e-7)
+    assert high["val_top1"] > low["val_top1"] + 0.1
+    train = len(TASKS["food101"].read(synthetic.resolve("food101", "embedded:default"), "train").paths)
+    assert high["train_images"] + high["val_images"] == train
+
+    scores = [low["val_top1"], high["val_top1"]]
+    refit = PROTOCOLS[protocol](transfer_of(tmp_path, recipe, {"refit": {"settings": grid, "scores": scores}}))
+    assert refit["lr"] == pytest.approx(0.05) and refit["weight_decay"] == pytest.approx(1e-5)
+    assert refit["val_top1"] == high["val_top1"] and refit["search"] == {"settings": grid, "val_top1": scores}
+    assert refit["train_images"] == train and refit["top1"] > 1.5 / 20  # 20 dishes: chance is 0.05
 
     states = []
 
-    def interrupt_in_the_second_setting(metrics, state, file=None):
+    def interrupt(metrics, state, file=None):
         states.append(state)
-        if state["stage"] == 1 and state["training"] is not None:
-            raise Interrupted
+        raise Interrupted
 
+    setting = {"setting": grid[1], "search_of": "u"}
     with pytest.raises(Interrupted):
-        PROTOCOLS[protocol](transfer_of(tmp_path, recipe, on_checkpoint=interrupt_in_the_second_setting))
-    assert states[-1]["scores"] == [low] and states[-1]["training"]["step"] == 10
-    resumed = PROTOCOLS[protocol](transfer_of(tmp_path, recipe, resume=states[-1]))
-    assert resumed["search"]["val_top1"] == whole["search"]["val_top1"]
-    assert resumed["top1"] == whole["top1"]
-    assert REFIT == "refit"
+        PROTOCOLS[protocol](transfer_of(tmp_path, recipe, setting, on_checkpoint=interrupt))
+    assert states[-1]["training"]["step"] == 10
+    resumed = PROTOCOLS[protocol](transfer_of(tmp_path, recipe, setting, resume=states[-1]))
+    assert resumed["val_top1"] == high["val_top1"]
 
 
 @pytest.mark.timeout(300)
@@ -97,7 +102,7 @@ def test_a_training_split_smaller_than_a_batch_trains_on_all_of_it_every_step(tm
     recipe = {"steps": 3, "batch_size": 256, "momentum": 0.9, "lr_min": 0.01, "lr_max": 0.01, "lr_count": 1,
               "weight_decay_min": 1e-5, "weight_decay_max": 1e-5, "weight_decay_count": 0,
               "weight_decay_zero": True, "checkpoint_steps": 2}  # fmt: skip
-    transfer = transfer_of(tmp_path, recipe)
+    transfer = transfer_of(tmp_path, recipe, {"setting": search_settings(recipe)[0], "search_of": "u"})
     transfer = dataclasses.replace(transfer, data_root=synthetic.resolve("food101", "embedded:tiny"))
     result = PROTOCOLS["finetune_search"](transfer)
-    assert result["train_images"] < 256 and result["steps"] == 3 and len(result["search"]["settings"]) == 1
+    assert result["train_images"] < 256 and result["steps"] == 3 and 0 <= result["val_top1"] <= 1

@@ -43,3 +43,4 @@ class Transfer:
     resume: dict | None  # the state this unit checkpointed last, when it was interrupted
     restored_file: Path | None  # the file it checkpointed with that state, copied back
     checkpoint: Callable[..., None]  # checkpoint(metrics, state, file=None): a Ray Train checkpoint of the unit
+    stage: dict | None = None  # a search's part (orchestrator.stages): {"setting": ...} or {"refit": ...}

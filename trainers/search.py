@@ -1,16 +1,18 @@
 """The ``finetune_search`` and ``scratch_search`` protocols: Kornblith et al.'s (2019) fine-tuning and training from
 random initialisation, each with its hyper-parameter search. Every (learning rate, weight decay) setting of the grid
 (``lr_count`` log-spaced rates in [``lr_min``, ``lr_max``] x ``weight_decay_count`` log-spaced decays in
-[``weight_decay_min``, ``weight_decay_max``], plus a decay of 0 when ``weight_decay_zero``) trains for ``steps`` SGD
-steps with Nesterov momentum on the training split and is scored on the validation split by the task's metric; the
-best setting is trained again on train+val and scored on test (``tasks.selection_splits``).
+[``weight_decay_min``, ``weight_decay_max``], plus a decay of 0 when ``weight_decay_zero``: orchestrator.cost's
+``search_settings``) trains for ``steps`` SGD steps with Nesterov momentum on the training split and is scored on the
+validation split by the task's metric; the best setting is trained again on train+val and scored on test
+(``tasks.selection_splits``). Each setting and the refit is a job of its own (``Transfer.stage``), which the sweep
+runs as Tune trials (orchestrator.stages).
 
 As in the paper: batch-norm momentum max(1 - 10/s, 0.9) in TensorFlow's terms (s: steps per epoch; PyTorch's
 momentum is one minus it), the weight decay divided by the learning rate, random crops with flips only. The
 learning rate follows a cosine decay to zero over the steps: the project's choice (../shared/PAPERS.md does not
 confirm the paper's schedule). ``finetune_search`` starts from the pretrained network with a new classifier;
 ``scratch_search`` from a fresh network of the same architecture. A unit checkpoints every ``checkpoint_steps``
-steps and after every setting, so a restarted worker group resumes mid-search.
+steps, so a restarted worker group resumes mid-setting.
 """
 
 import math
@@ -23,17 +25,6 @@ from torch import nn
 from models import create_model, normalisation
 from tasks import selection_splits
 from trainers import PROTOCOLS, Transfer, engine
-
-REFIT = "refit"  # the stage after the search: the chosen setting trained on train+val
-
-
-def settings(recipe: dict) -> list[dict]:
-    """The grid's (lr, weight_decay) settings, in a fixed order."""
-    rates = np.logspace(np.log10(recipe["lr_min"]), np.log10(recipe["lr_max"]), recipe["lr_count"])
-    decays = np.logspace(np.log10(recipe["weight_decay_min"]), np.log10(recipe["weight_decay_max"]),
-                         recipe["weight_decay_count"])  # fmt: skip
-    decays = [*([0.0] if recipe["weight_decay_zero"] else []), *decays]
-    return [{"lr": float(lr), "weight_decay": float(decay)} for lr in rates for decay in decays]
 
 
 def batch_norm_momentum(steps_per_epoch: int) -> float:
@@ -122,35 +113,33 @@ def _score(transfer, model, examples) -> dict:
 
 
 def search(transfer: Transfer, scratch: bool) -> dict:
-    """Runs (or resumes) the search and the refit; returns the test metrics, the chosen setting and every setting's
-    validation score."""
-    task = transfer.task
+    """Runs (or resumes) the job ``transfer.stage``: {"setting": {lr, weight_decay}} trains that setting on the
+    training split and returns its validation metrics; {"refit": {"settings": [...], "scores": [...]}} trains the
+    setting with the best validation score on train+val and returns its test metrics, the chosen setting and every
+    setting's validation score."""
+    task, recipe, stage = transfer.task, transfer.recipe, transfer.stage
     splits = selection_splits(task, transfer.data_root, transfer.seed)
-    grid = settings(transfer.recipe)
-    state = transfer.resume or {"scores": [], "stage": 0, "training": None}
+    resumed = transfer.resume["training"] if transfer.resume is not None else None
     started = time.perf_counter()
 
     def checkpoint(step: int, training: dict) -> None:
-        transfer.checkpoint({"stage": state["stage"], "step": step}, {**state, "training": training})
+        transfer.checkpoint({"step": step}, {"training": training})
 
-    while state["stage"] != REFIT:
-        index = state["stage"]
-        model = _train(transfer, grid[index], splits["train"], scratch, state["training"], checkpoint)
-        score = _score(transfer, model, splits["val"])[task.metric]
-        state = {"scores": [*state["scores"], score], "training": None,
-                 "stage": index + 1 if index + 1 < len(grid) else REFIT}  # fmt: skip
-        transfer.checkpoint({"stage": index, f"val_{task.metric}": score}, state)
-    best = choose(state["scores"])
-    model = _train(transfer, grid[best], splits["trainval"], scratch, state["training"], checkpoint)
-    test = _score(transfer, model, splits["test"])
-    steps = transfer.recipe["steps"] * (len(grid) + 1)
-    return {
-        **test, **grid[best], f"val_{task.metric}": state["scores"][best],
-        "search": {"settings": grid, f"val_{task.metric}": state["scores"]},
-        "train_images": len(splits["trainval"].paths), "val_images": len(splits["val"].paths),
-        "test_images": len(splits["test"].paths), "steps": transfer.recipe["steps"],
-        "images_per_s": steps * transfer.recipe["batch_size"] / (time.perf_counter() - started),
-    }  # fmt: skip
+    if "setting" in stage:
+        model = _train(transfer, stage["setting"], splits["train"], scratch, resumed, checkpoint)
+        validation = {f"val_{key}": value for key, value in _score(transfer, model, splits["val"]).items()}
+        result = {"metric": f"val_{task.metric}", **validation, **stage["setting"], "search_of": stage["search_of"],
+                  "train_images": len(splits["train"].paths), "val_images": len(splits["val"].paths)}  # fmt: skip
+    else:
+        grid, scores = stage["refit"]["settings"], stage["refit"]["scores"]
+        best = choose(scores)
+        model = _train(transfer, grid[best], splits["trainval"], scratch, resumed, checkpoint)
+        result = {**_score(transfer, model, splits["test"]), **grid[best], f"val_{task.metric}": scores[best],
+                  "search": {"settings": grid, f"val_{task.metric}": scores},
+                  "train_images": len(splits["trainval"].paths), "val_images": len(splits["val"].paths),
+                  "test_images": len(splits["test"].paths)}  # fmt: skip
+    images = recipe["steps"] * recipe["batch_size"]
+    return result | {"steps": recipe["steps"], "images_per_s": images / (time.perf_counter() - started)}
 
 
 @PROTOCOLS.register("finetune_search")

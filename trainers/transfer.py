@@ -47,7 +47,7 @@ def run(config: dict, finished: Callable[[str, dict], None]) -> None:
     """Runs the units on every worker of the group, resuming from the group's latest fine-tuning checkpoint, and
     calls ``finished(unit_id, result)`` for each unit as it ends, before checkpointing past it.
 
-    ``config``: units (list of {unit_id, task, protocol, seed, recipe}), pretrained (a ray.train.Checkpoint
+    ``config``: units (list of {unit_id, task, protocol, seed, recipe, stage}), pretrained (a ray.train.Checkpoint
     with model.pt), data_sources ({task: embedded:<scale> or a path}), image_size (the pretraining's input),
     loader_workers, use_gpu."""
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
@@ -78,11 +78,12 @@ def run(config: dict, finished: Callable[[str, dict], None]) -> None:
                 image_size=config["image_size"], loader_workers=config["loader_workers"], use_gpu=config["use_gpu"],
                 device=device, scratch=scratch, resume=current,
                 restored_file=scratch / UNIT_FILE if current is not None and (scratch / UNIT_FILE).exists() else None,
-                checkpoint=functools.partial(checkpoint_unit, unit["unit_id"], results),
+                checkpoint=functools.partial(checkpoint_unit, unit["unit_id"], results), stage=unit["stage"],
             )  # fmt: skip
-            result = PROTOCOLS[unit["protocol"]](transfer)
-            result |= {"metric": task.metric, "wall_time_s": time.perf_counter() - started, "started_at": started_at}
-            result["value"] = result[task.metric]
+            # The task's metric unless the protocol names another (a search setting's: on validation)
+            result = {"metric": task.metric, **PROTOCOLS[unit["protocol"]](transfer),
+                      "wall_time_s": time.perf_counter() - started, "started_at": started_at}  # fmt: skip
+            result["value"] = result[result["metric"]]
             finished(unit["unit_id"], result)
             progress = {"results": {**results, unit["unit_id"]: result}, "current": None}
             report_progress({"unit_id": unit["unit_id"]}, progress["results"], None)
