@@ -10,7 +10,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.pool
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 GENERATE_HINT = "generate the embedded synthetic data with `python -m synthetic generate`"
@@ -45,6 +45,41 @@ def read_lines(path: Path, what: str) -> list[tuple[int, str]]:
             "release? Re-extract or re-download it"
         ) from None
     return [(number, line.strip()) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+
+
+def read_names(path: Path, what: str, noun: str = "class", nouns: str = "classes") -> list[str]:
+    """The names a text file lists one a line, in its order (a dataset's classes, in label order); a name listed
+    twice, or none at all, is a DataFormatError naming the file (and line)."""
+    first_seen = {}
+    for number, name in read_lines(path, what):
+        if name in first_seen:
+            raise DataFormatError(f"{path}:{number}: {noun} {name} is listed again; list each {noun} once")
+        first_seen[name] = number
+    if not first_seen:
+        raise DataFormatError(f"{path} lists no {nouns}")
+    return list(first_seen)
+
+
+def listed_images(
+    listing: Path, rows: Iterable[tuple[int, str, str, int]], root: Path, release: str
+) -> tuple[list[str], list[int]]:
+    """The paths and targets of the images a listing lists, from its rows (line number, the image as messages name
+    it, its path under ``root``, its target), in order; an image listed twice or not on disk (re-extract
+    ``release``), or none at all, is a DataFormatError naming the file and line."""
+    paths, targets, first_seen = [], [], {}
+    for number, image, path, target in rows:
+        if image in first_seen:
+            raise DataFormatError(
+                f"{listing}:{number}: {image} is listed again (first on line {first_seen[image]}); list each image once"
+            )
+        first_seen[image] = number
+        if not (root / path).is_file():
+            raise DataFormatError(f"{listing}:{number}: the image {root / path} is missing; re-extract {release}")
+        paths.append(path)
+        targets.append(target)
+    if not paths:
+        raise DataFormatError(f"{listing} lists no images")
+    return paths, targets
 
 
 def _default_signals() -> None:

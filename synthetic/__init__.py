@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -48,6 +49,16 @@ def code_version(generator_file: Path | None = None) -> str:
 def generator_version(function: Callable) -> str:
     """The ``code_version`` of the data that a function of a generator's file makes."""
     return code_version(Path(inspect.getsourcefile(function)).resolve())
+
+
+@dataclass(frozen=True)
+class TrainTestScale:
+    """The size of a synthetic dataset with a train and a test split."""
+
+    classes: int
+    image_size: int  # pixels a side
+    train_per_class: int
+    test_per_class: int
 
 
 def ensure_dataset(name: str, scales: dict, scale: str, seed: int, generate: Callable, workers=None) -> Path:

@@ -17,18 +17,17 @@ warplane, airship, balloon) and, once those are used up, as a variant of one of 
 ImageNet features transfer to it and variants stay apart.
 """
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from formats import GENERATE_HINT, DataFormatError, read_lines
+from formats import GENERATE_HINT, DataFormatError, listed_images, read_lines, read_names
 from synthetic import GENERATORS, ensure_dataset, run_parallel
-from synthetic.render import TEXTURES, Look, object_image, random_look
-from synthetic.scenes import looks_under
+from synthetic.scenes import class_look, looks_under, save_object_images
 from tasks import Examples, Task, register
-from tasks.metrics import mean_per_class_accuracy, top1
+from tasks.metrics import mean_per_class_and_top1
 
 CLASSES = """707-320|727-200|737-200|737-300|737-400|737-500|737-600|737-700|737-800|737-900|747-100|747-200|747-300
 |747-400|757-200|757-300|767-200|767-300|767-400|777-200|777-300|A300B4|A310|A318|A319|A320|A321|A330-200|A330-300
@@ -66,44 +65,25 @@ def read(root: Path, split: str, seed: int = 0) -> Examples:
         raise ValueError(f"unknown FGVC Aircraft split {split!r}; choose one of {', '.join(SPLITS)}")
     folder = dataset_dir(root)
     data = folder / "data"
-    classes = _classes(data / "variants.txt")
+    classes = read_names(data / "variants.txt", "FGVC Aircraft data/variants.txt (is data.aircraft the "
+                         f"{FOLDER} folder or the folder holding it?)", "variant", "variants")  # fmt: skip
     index = {name: i for i, name in enumerate(classes)}
     listing = data / f"images_variant_{split}.txt"
-    paths, targets, first_seen = [], [], {}
-    for number, line in read_lines(listing, f"FGVC Aircraft data/images_variant_{split}.txt (is data.aircraft the "
-                                            f"{FOLDER} folder or the folder holding it?)"):  # fmt: skip
+    lines = read_lines(listing, f"FGVC Aircraft data/images_variant_{split}.txt (is data.aircraft the "
+                                f"{FOLDER} folder or the folder holding it?)")  # fmt: skip
+    paths, targets = listed_images(listing, _rows(listing, lines, index), folder, FOLDER)
+    return Examples(folder, paths, targets, classes)
+
+
+def _rows(listing: Path, lines: list[tuple[int, str]], index: dict[str, int]) -> Iterator[tuple[int, str, str, int]]:
+    for number, line in lines:
         image_id, _, variant = line.partition(" ")
         if variant not in index or not image_id or "/" in image_id:
             raise DataFormatError(
                 f"{listing}:{number}: {line!r} is not '<id> <variant>' with a variant of variants.txt; list each image "
                 "as its id, a space and its variant"
             )
-        if image_id in first_seen:
-            raise DataFormatError(
-                f"{listing}:{number}: image {image_id} is listed again (first on line {first_seen[image_id]}); list "
-                "each image once"
-            )
-        first_seen[image_id] = number
-        path = f"data/images/{image_id}.jpg"
-        if not (folder / path).is_file():
-            raise DataFormatError(f"{listing}:{number}: the image {folder / path} is missing; re-extract {FOLDER}")
-        paths.append(path)
-        targets.append(index[variant])
-    if not paths:
-        raise DataFormatError(f"{listing} lists no images")
-    return Examples(folder, paths, targets, classes)
-
-
-def _classes(class_file: Path) -> list[str]:
-    classes = []
-    for number, name in read_lines(class_file, "FGVC Aircraft data/variants.txt (is data.aircraft the "
-                                               f"{FOLDER} folder or the folder holding it?)"):  # fmt: skip
-        if name in classes:
-            raise DataFormatError(f"{class_file}:{number}: variant {name} is listed again; list each variant once")
-        classes.append(name)
-    if not classes:
-        raise DataFormatError(f"{class_file} lists no variants")
-    return classes
+        yield number, f"image {image_id}", f"data/images/{image_id}.jpg", index[variant]
 
 
 # The synthetic twin ----------------------------------------------------------------------------------------------
@@ -148,34 +128,15 @@ def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> 
             "trainval_images": scale.classes * (scale.train_per_class + scale.val_per_class), "seed": seed}  # fmt: skip
 
 
-def class_look(looks: list[Look], number: int, rng: np.random.Generator) -> Look:
-    """The look of class ``number``: ImageNet's looks in turn, and once they are used up a variant of one, with its own
-    markings (texture, secondary colour, a shifted main colour), as a 737-700 is one airliner among others."""
-    look = looks[number % len(looks)]
-    round_ = number // len(looks)
-    if round_ == 0:
-        return look
-    markings = random_look(rng)
-    return replace(look, color=0.7 * look.color + 0.3 * markings.color, secondary=markings.secondary,
-                   texture=(look.texture + round_) % len(TEXTURES), frequency=markings.frequency,
-                   angle=markings.angle)  # fmt: skip
-
-
 def _write_class(task) -> tuple[list[str], list[str], list[str]]:
     out, scale, seed, number, variant, looks, ids = task
     rng = np.random.default_rng([seed, number])
     look = class_look(looks, number, rng)
-    for image_id in ids:
-        image, _ = object_image(look, scale.image_size, rng)
-        Image.fromarray(image).save(out / "data" / "images" / f"{image_id:07d}.jpg", quality=90)
+    images = out / "data" / "images"
+    save_object_images((images / f"{image_id:07d}.jpg" for image_id in ids), look, scale.image_size, rng)
     lines = [f"{image_id:07d} {variant}" for image_id in ids]
     train, val = scale.train_per_class, scale.train_per_class + scale.val_per_class
     return lines[:train], lines[train:val], lines[val:]
-
-
-def evaluate(scores: np.ndarray, labels: np.ndarray) -> dict:
-    """Mean per-class accuracy (Kornblith et al.'s metric here), and top-1."""
-    return {"mean_per_class": mean_per_class_accuracy(scores, labels), "top1": top1(scores, labels)}
 
 
 register(
@@ -189,6 +150,6 @@ register(
         read=read,
         splits=("train", "test"),
         validation="val",
-        evaluate=evaluate,
+        evaluate=mean_per_class_and_top1,
     )
 )

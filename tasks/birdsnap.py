@@ -39,14 +39,13 @@ download/fail.txt) as in a real copy; each species is drawn with the look of the
 
 import hashlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from formats import GENERATE_HINT, DataFormatError, read_lines
-from synthetic import GENERATORS, ensure_dataset, run_parallel
+from synthetic import GENERATORS, TrainTestScale, ensure_dataset, run_parallel
 from synthetic.render import object_image
 from synthetic.scenes import looks_under
 from tasks import Examples, Task, register
@@ -267,15 +266,8 @@ def species_dir(common: str) -> str:
     return common.replace("'", "").replace("-", "_").replace(" ", "_")
 
 
-@dataclass(frozen=True)
-class Scale:
-    classes: int
-    image_size: int
-    train_per_class: int  # listed in images.txt, before the ones "not downloaded"
-    test_per_class: int
-
-
-SCALES = {"tiny": Scale(5, 32, 6, 3), "default": Scale(20, 64, 32, 12)}
+# train_per_class and test_per_class count the images that images.txt lists, before the ones "not downloaded".
+SCALES = {"tiny": TrainTestScale(5, 32, 6, 3), "default": TrainTestScale(20, 64, 32, 12)}
 
 
 @GENERATORS.register("birdsnap")
@@ -284,7 +276,7 @@ def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) ->
     return ensure_dataset("birdsnap", SCALES, scale, seed, generate, workers)
 
 
-def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
+def generate(out: Path, scale: TrainTestScale, seed: int, workers: int | None = None) -> dict:
     chosen = SPECIES[:: len(SPECIES) // scale.classes][: scale.classes]
     rng = np.random.default_rng([seed, 500])
     per_class = scale.train_per_class + scale.test_per_class

@@ -29,7 +29,7 @@ from synthetic import GENERATORS, ensure_dataset, run_parallel
 from synthetic.render import object_image, random_look
 from synthetic.scenes import looks_under
 from tasks import Examples, Task, register
-from tasks.metrics import mean_per_class_accuracy, top1
+from tasks.metrics import mean_per_class_and_top1
 
 FOLDER = "caltech101"
 CATEGORIES = "101_ObjectCategories"
@@ -185,7 +185,6 @@ register(
         read=read,
         splits=SPLITS,
         validation=None,
-        evaluate=lambda scores, labels: {"mean_per_class": mean_per_class_accuracy(scores, labels),
-                                         "top1": top1(scores, labels)},  # fmt: skip
+        evaluate=mean_per_class_and_top1,
     )
 )

@@ -16,7 +16,6 @@ The synthetic Stanford Cars has the real layout and .mat files and the first cla
 with the look of one of ImageNet-1k's cars (the classes under car.n.01), so ImageNet features transfer to it.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import scipy.io
 from PIL import Image
 
 from formats import GENERATE_HINT, DataFormatError, require_file
-from synthetic import GENERATORS, ensure_dataset, run_parallel
+from synthetic import GENERATORS, TrainTestScale, ensure_dataset, run_parallel
 from synthetic.render import object_image
 from synthetic.scenes import looks_under
 from tasks import Examples, Task, register
@@ -153,15 +152,7 @@ def _classes(meta: Path) -> list[str]:
 # The synthetic twin ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scale:
-    classes: int
-    image_size: int
-    train_per_class: int
-    test_per_class: int
-
-
-SCALES = {"tiny": Scale(4, 32, 6, 4), "default": Scale(10, 64, 30, 12)}
+SCALES = {"tiny": TrainTestScale(4, 32, 6, 4), "default": TrainTestScale(10, 64, 30, 12)}
 
 
 @GENERATORS.register("cars")
@@ -170,7 +161,7 @@ def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) ->
     return ensure_dataset("stanford_cars", SCALES, scale, seed, generate, workers)
 
 
-def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
+def generate(out: Path, scale: TrainTestScale, seed: int, workers: int | None = None) -> dict:
     classes = CLASSES[: scale.classes]
     if len(classes) < scale.classes:
         raise ValueError(f"the synthetic Stanford Cars names at most {len(CLASSES)} classes (CLASSES)")

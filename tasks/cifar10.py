@@ -18,17 +18,12 @@ drawn with the look of one of ImageNet-1k's classes under a related WordNet syns
 warplane, a deer an antelope), so ImageNet features transfer to it.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from formats.cifar import CIFAR10, ROW, SIDE, read_split, write_pickle, write_split
-from formats.wordnet import synset_named
-from synthetic import GENERATORS, ensure_dataset, run_parallel
-from synthetic.imagenet import look_of
-from synthetic.render import Look, object_image
-from synthetic.scenes import looks_under
+from formats.cifar import CIFAR10, ROW, read_split, write_pickle, write_split
+from synthetic import GENERATORS, ensure_dataset
+from synthetic.cifar import Scale, draw_splits
+from synthetic.scenes import distinct_looks
 from tasks import Examples, Task, register
 from tasks.metrics import top1
 
@@ -65,13 +60,6 @@ def read(root: Path, split: str, seed: int = 0) -> Examples:
 # The synthetic twin ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scale:
-    classes: int
-    train_per_class: int
-    test_per_class: int
-
-
 SCALES = {"tiny": Scale(10, 5, 2), "default": Scale(10, 40, 10)}
 
 
@@ -81,52 +69,18 @@ def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) ->
     return ensure_dataset("cifar-10", SCALES, scale, seed, generate, workers)
 
 
-def class_looks(classes: list[str]) -> list[Look]:
-    """A look per class, each another: the first ImageNet-1k look under its synsets that no class chosen before took
-    (the classes with the fewest such looks choose first), else the look of its own synset."""
-    candidates = [looks_under(LOOKS[name]) for name in classes]
-    looks, taken = {}, set()
-    for number in sorted(range(len(classes)), key=lambda number: (len(candidates[number]), number)):
-        unused = [look for look in candidates[number] if _key(look) not in taken]
-        looks[number] = unused[0] if unused else look_of(synset_named(LOOKS[classes[number]][0]))
-        taken.add(_key(looks[number]))
-    return [looks[number] for number in range(len(classes))]
-
-
-def _key(look: Look) -> tuple:
-    return look.shape, look.texture, look.color.tobytes(), look.secondary.tobytes(), look.background.tobytes()
-
-
 def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
     classes = CLASSES[: scale.classes]
-    looks = class_looks(classes)
-    tasks = [(scale, seed, number, name, look) for number, (name, look) in enumerate(zip(classes, looks))]
-    drawn = run_parallel(_draw_class, tasks, "synthetic CIFAR-10 classes", workers)
+    looks = distinct_looks([LOOKS[name] for name in classes])
+    splits = draw_splits(scale, seed, classes, looks, "synthetic CIFAR-10 classes", workers)
     folder = out / CIFAR10.folder
     folder.mkdir(parents=True)
-    rng = np.random.default_rng([seed, len(classes)])
-    for index, split in enumerate(("train", "test")):  # the release's images are in no order of class
-        images = np.concatenate([splits[index][0] for splits in drawn])
-        labels = [label for splits in drawn for label in splits[index][1]]
-        filenames = [name for splits in drawn for name in splits[index][2]]
-        order = rng.permutation(len(images))
-        write_split(folder, CIFAR10, split, images[order], [labels[k] for k in order], [filenames[k] for k in order])
+    for split, (images, labels, filenames) in splits.items():
+        write_split(folder, CIFAR10, split, images, labels, filenames)
     batch_size = scale.classes * scale.train_per_class // len(CIFAR10.files["train"])
     write_pickle(folder / CIFAR10.meta, {"num_cases_per_batch": batch_size, "label_names": classes, "num_vis": ROW})
     return {"dataset": "cifar10", "classes": len(classes), "train_images": scale.classes * scale.train_per_class,
             "test_images": scale.classes * scale.test_per_class, "seed": seed}  # fmt: skip
-
-
-def _draw_class(task) -> list[tuple[np.ndarray, list[int], list[str]]]:
-    """(images, labels, file names) of the class's training and test images."""
-    scale, seed, number, name, look = task
-    rng = np.random.default_rng([seed, number])
-    counts = (scale.train_per_class, scale.test_per_class)
-    ids = rng.choice(10**6, sum(counts), replace=False)
-    images = np.stack([object_image(look, SIDE, rng)[0] for _ in ids])
-    filenames = [f"{name}_s_{image_id:06d}.png" for image_id in ids]
-    return [(images[: counts[0]], [number] * counts[0], filenames[: counts[0]]),
-            (images[counts[0] :], [number] * counts[1], filenames[counts[0] :])]  # fmt: skip
 
 
 register(

@@ -20,17 +20,12 @@ at the default scale: 20), each drawn with the look of one of ImageNet-1k's clas
 (a bear is a brown or a black bear, a pear another edible fruit), so ImageNet features transfer to it.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from formats.cifar import CIFAR100, SIDE, read_split, write_pickle, write_split
-from formats.wordnet import synset_named
-from synthetic import GENERATORS, ensure_dataset, run_parallel
-from synthetic.imagenet import look_of
-from synthetic.render import Look, object_image
-from synthetic.scenes import looks_under
+from formats.cifar import CIFAR100, read_split, write_pickle, write_split
+from synthetic import GENERATORS, ensure_dataset
+from synthetic.cifar import Scale, draw_splits
+from synthetic.scenes import distinct_looks
 from tasks import Examples, Task, register
 from tasks.metrics import top1
 
@@ -187,13 +182,6 @@ def read(root: Path, split: str, seed: int = 0) -> Examples:
 # The synthetic twin ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scale:
-    classes: int
-    train_per_class: int
-    test_per_class: int
-
-
 SCALES = {"tiny": Scale(5, 5, 2), "default": Scale(20, 40, 10)}
 
 
@@ -208,53 +196,18 @@ def scale_classes(scale: Scale) -> list[str]:
     return CLASSES[:: len(CLASSES) // scale.classes][: scale.classes]
 
 
-def class_looks(classes: list[str]) -> list[Look]:
-    """A look per class, each another: the first ImageNet-1k look under its synsets that no class chosen before took
-    (the classes with the fewest such looks choose first), else the look of its own synset."""
-    candidates = [looks_under(LOOKS[name]) for name in classes]
-    looks, taken = {}, set()
-    for number in sorted(range(len(classes)), key=lambda number: (len(candidates[number]), number)):
-        unused = [look for look in candidates[number] if _key(look) not in taken]
-        looks[number] = unused[0] if unused else look_of(synset_named(LOOKS[classes[number]][0]))
-        taken.add(_key(looks[number]))
-    return [looks[number] for number in range(len(classes))]
-
-
-def _key(look: Look) -> tuple:
-    return look.shape, look.texture, look.color.tobytes(), look.secondary.tobytes(), look.background.tobytes()
-
-
 def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
     classes = scale_classes(scale)
-    looks = class_looks(classes)
-    tasks = [(scale, seed, number, name, look) for number, (name, look) in enumerate(zip(classes, looks))]
-    drawn = run_parallel(_draw_class, tasks, "synthetic CIFAR-100 classes", workers)
+    looks = distinct_looks([LOOKS[name] for name in classes])
+    splits = draw_splits(scale, seed, classes, looks, "synthetic CIFAR-100 classes", workers)
     folder = out / CIFAR100.folder
     folder.mkdir(parents=True)
-    rng = np.random.default_rng([seed, len(classes)])
-    for index, split in enumerate(("train", "test")):  # the release's images are in no order of class
-        images = np.concatenate([splits[index][0] for splits in drawn])
-        labels = [label for splits in drawn for label in splits[index][1]]
-        filenames = [name for splits in drawn for name in splits[index][2]]
-        order = rng.permutation(len(images))
-        coarse = [COARSE_LABEL[classes[labels[k]]] for k in order]
-        write_split(folder, CIFAR100, split, images[order], [labels[k] for k in order], [filenames[k] for k in order],
-                    extra={"coarse_labels": coarse})  # fmt: skip
+    for split, (images, labels, filenames) in splits.items():
+        coarse = [COARSE_LABEL[classes[label]] for label in labels]
+        write_split(folder, CIFAR100, split, images, labels, filenames, extra={"coarse_labels": coarse})
     write_pickle(folder / CIFAR100.meta, {"fine_label_names": classes, "coarse_label_names": COARSE_CLASSES})
     return {"dataset": "cifar100", "classes": len(classes), "train_images": scale.classes * scale.train_per_class,
             "test_images": scale.classes * scale.test_per_class, "seed": seed}  # fmt: skip
-
-
-def _draw_class(task) -> list[tuple[np.ndarray, list[int], list[str]]]:
-    """(images, labels, file names) of the class's training and test images."""
-    scale, seed, number, name, look = task
-    rng = np.random.default_rng([seed, number])
-    counts = (scale.train_per_class, scale.test_per_class)
-    ids = rng.choice(10**6, sum(counts), replace=False)
-    images = np.stack([object_image(look, SIDE, rng)[0] for _ in ids])
-    filenames = [f"{name}_s_{image_id:06d}.png" for image_id in ids]
-    return [(images[: counts[0]], [number] * counts[0], filenames[: counts[0]]),
-            (images[counts[0] :], [number] * counts[1], filenames[counts[0] :])]  # fmt: skip
 
 
 register(

@@ -16,16 +16,15 @@ texture is drawn as a close-up, filling the frame, of one of ImageNet-1k's surfa
 fences, walls, roofs, mats, webs, puzzles, coral), so ImageNet features transfer to it.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from formats import GENERATE_HINT, DataFormatError, read_lines
+from formats import GENERATE_HINT, DataFormatError, listed_images, read_lines
 from synthetic import GENERATORS, ensure_dataset, run_parallel
-from synthetic.render import TEXTURES, Look, object_image, random_look
-from synthetic.scenes import looks_under
+from synthetic.scenes import class_look, looks_under, save_object_images
 from tasks import Examples, Task, register
 from tasks.metrics import top1
 
@@ -69,27 +68,21 @@ def read(root: Path, split: str, seed: int = 0) -> Examples:
     lines = read_lines(listing, f"DTD labels/{split}{PARTITION}.txt (is data.dtd the dtd folder, holding labels/?)")
     classes = _classes(folder / "images")
     index = {name: i for i, name in enumerate(classes)}
-    paths, targets, first_seen = [], [], {}
+    paths, targets = listed_images(listing, _rows(listing, lines, index, folder / "images"), folder, "DTD")
+    return Examples(folder, paths, targets, classes)
+
+
+def _rows(
+    listing: Path, lines: list[tuple[int, str]], index: dict[str, int], images: Path
+) -> Iterator[tuple[int, str, str, int]]:
     for number, line in lines:
         texture, _, name = line.partition("/")
         if texture not in index or not name or "/" in name:
             raise DataFormatError(
-                f"{listing}:{number}: {line!r} is not '<class>/<file>' with a class folder of {folder / 'images'}; "
-                "list each image as its class folder and file name"
+                f"{listing}:{number}: {line!r} is not '<class>/<file>' with a class folder of {images}; list each "
+                "image as its class folder and file name"
             )
-        if line in first_seen:
-            raise DataFormatError(
-                f"{listing}:{number}: {line} is listed again (first on line {first_seen[line]}); list each image once"
-            )
-        first_seen[line] = number
-        path = f"images/{line}"
-        if not (folder / path).is_file():
-            raise DataFormatError(f"{listing}:{number}: the image {folder / path} is missing; re-extract DTD")
-        paths.append(path)
-        targets.append(index[texture])
-    if not paths:
-        raise DataFormatError(f"{listing} lists no images")
-    return Examples(folder, paths, targets, classes)
+        yield number, line, f"images/{line}", index[texture]
 
 
 def _classes(images: Path) -> list[str]:
@@ -142,19 +135,6 @@ def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> 
             "trainval_images": scale.classes * 2 * scale.per_split, "seed": seed}  # fmt: skip
 
 
-def class_look(looks: list[Look], number: int, rng: np.random.Generator) -> Look:
-    """ImageNet's looks in turn, and once they are used up a variant of one with its own markings (kept in this file,
-    not shared, so that the synthetic data's version follows every line that shapes it)."""
-    look = looks[number % len(looks)]
-    round_ = number // len(looks)
-    if round_ == 0:
-        return look
-    markings = random_look(rng)
-    return replace(look, color=0.7 * look.color + 0.3 * markings.color, secondary=markings.secondary,
-                   texture=(look.texture + round_) % len(TEXTURES), frequency=markings.frequency,
-                   angle=markings.angle)  # fmt: skip
-
-
 def _write_class(task) -> list[str]:
     out, scale, seed, number, texture, looks = task
     rng = np.random.default_rng([seed, number])
@@ -163,10 +143,9 @@ def _write_class(task) -> list[str]:
     folder = out / "images" / texture
     folder.mkdir(parents=True)
     numbers = np.sort(rng.choice(np.arange(1, 10**4), 3 * scale.per_split, replace=False))
-    for image_number in numbers:
-        image, _ = object_image(look, scale.image_size, rng)
-        Image.fromarray(image).save(folder / f"{texture}_{image_number:04d}.jpg", quality=90)
-    return [f"{texture}/{texture}_{image_number:04d}.jpg" for image_number in numbers]
+    names = [f"{texture}_{image_number:04d}.jpg" for image_number in numbers]
+    save_object_images((folder / name for name in names), look, scale.image_size, rng)
+    return [f"{texture}/{name}" for name in names]
 
 
 register(

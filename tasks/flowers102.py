@@ -17,18 +17,16 @@ The synthetic Flowers 102 has the real layout (image ids shuffled across flowers
 and, once those are used up, as a variant of one with its own markings, so ImageNet features transfer to it.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from formats import GENERATE_HINT, DataFormatError, require_file
 from synthetic import GENERATORS, ensure_dataset, run_parallel
-from synthetic.render import TEXTURES, Look, object_image, random_look
-from synthetic.scenes import looks_under
+from synthetic.scenes import class_look, looks_under, save_object_images
 from tasks import Examples, Task, register
-from tasks.metrics import mean_per_class_accuracy, top1
+from tasks.metrics import mean_per_class_and_top1
 
 CLASSES = """pink primrose|hard-leaved pocket orchid|canterbury bells|sweet pea|english marigold|tiger lily|moon orchid|
 bird of paradise|monkshood|globe thistle|snapdragon|colt's foot|king protea|spear thistle|yellow iris|
@@ -168,31 +166,11 @@ def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> 
             "images": int(counts.sum()), "seed": seed}  # fmt: skip
 
 
-def class_look(looks: list[Look], number: int, rng: np.random.Generator) -> Look:
-    """ImageNet's looks in turn, and once they are used up a variant of one with its own markings (kept in this file,
-    not shared, so that the synthetic data's version follows every line that shapes it)."""
-    look = looks[number % len(looks)]
-    round_ = number // len(looks)
-    if round_ == 0:
-        return look
-    markings = random_look(rng)
-    return replace(look, color=0.7 * look.color + 0.3 * markings.color, secondary=markings.secondary,
-                   texture=(look.texture + round_) % len(TEXTURES), frequency=markings.frequency,
-                   angle=markings.angle)  # fmt: skip
-
-
 def _write_class(task) -> None:
     out, scale, seed, number, looks, ids = task
     rng = np.random.default_rng([seed, number])
     look = class_look(looks, number, rng)
-    for image_id in ids:
-        image, _ = object_image(look, scale.image_size, rng)
-        Image.fromarray(image).save(out / "jpg" / f"image_{image_id:05d}.jpg", quality=90)
-
-
-def evaluate(scores: np.ndarray, labels: np.ndarray) -> dict:
-    """Mean per-class accuracy (Kornblith et al.'s metric here), and top-1."""
-    return {"mean_per_class": mean_per_class_accuracy(scores, labels), "top1": top1(scores, labels)}
+    save_object_images((out / "jpg" / f"image_{image_id:05d}.jpg" for image_id in ids), look, scale.image_size, rng)
 
 
 register(
@@ -206,6 +184,6 @@ register(
         read=read,
         splits=("train", "test"),
         validation="val",
-        evaluate=evaluate,
+        evaluate=mean_per_class_and_top1,
     )
 )

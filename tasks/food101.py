@@ -10,16 +10,14 @@ The synthetic Food-101 has the real layout and the first classes' real names; ea
 one of ImageNet-1k's foods (the classes under food.n.01 and food.n.02), so ImageNet features transfer to it.
 """
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from formats import GENERATE_HINT, DataFormatError, read_lines
-from synthetic import GENERATORS, ensure_dataset, run_parallel
-from synthetic.render import object_image
-from synthetic.scenes import looks_under
+from formats import GENERATE_HINT, DataFormatError, listed_images, read_lines, read_names
+from synthetic import GENERATORS, TrainTestScale, ensure_dataset, run_parallel
+from synthetic.scenes import looks_under, save_object_images
 from tasks import Examples, Task, register
 from tasks.metrics import top1
 
@@ -56,52 +54,26 @@ def read(root: Path, split: str, seed: int = 0) -> Examples:
     """The split's images; errors name the file and line: a class or image listed twice, a line that is not
     ``<class>/<id>``, an image not on disk, a file that lists none."""
     meta = meta_dir(root)
-    classes = _classes(meta / "classes.txt")
+    classes = read_names(meta / "classes.txt", "Food-101 meta/classes.txt")
     index = {name: i for i, name in enumerate(classes)}
     listing = meta / f"{split}.txt"
-    paths, targets, first_seen = [], [], {}
-    for number, line in read_lines(listing, f"Food-101 meta/{split}.txt"):
-        dish, _, image_id = line.partition("/")
-        if dish not in index or not image_id or "/" in image_id:
-            raise DataFormatError(f"{listing}:{number}: {line!r} is not '<class>/<id>' with a class of classes.txt")
-        if line in first_seen:
-            raise DataFormatError(
-                f"{listing}:{number}: {line} is listed again (first on line {first_seen[line]}); list each image once"
-            )
-        first_seen[line] = number
-        path = f"images/{line}.jpg"
-        if not (Path(root) / path).is_file():
-            raise DataFormatError(f"{listing}:{number}: the image {Path(root) / path} is missing; re-extract Food-101")
-        paths.append(path)
-        targets.append(index[dish])
-    if not paths:
-        raise DataFormatError(f"{listing} lists no images")
+    lines = read_lines(listing, f"Food-101 meta/{split}.txt")
+    paths, targets = listed_images(listing, _rows(listing, lines, index), Path(root), "Food-101")
     return Examples(Path(root), paths, targets, classes)
 
 
-def _classes(class_file: Path) -> list[str]:
-    classes = []
-    for number, name in read_lines(class_file, "Food-101 meta/classes.txt"):
-        if name in classes:
-            raise DataFormatError(f"{class_file}:{number}: class {name} is listed again; list each class once")
-        classes.append(name)
-    if not classes:
-        raise DataFormatError(f"{class_file} lists no classes")
-    return classes
+def _rows(listing: Path, lines: list[tuple[int, str]], index: dict[str, int]) -> Iterator[tuple[int, str, str, int]]:
+    for number, line in lines:
+        dish, _, image_id = line.partition("/")
+        if dish not in index or not image_id or "/" in image_id:
+            raise DataFormatError(f"{listing}:{number}: {line!r} is not '<class>/<id>' with a class of classes.txt")
+        yield number, line, f"images/{line}.jpg", index[dish]
 
 
 # The synthetic twin ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scale:
-    classes: int
-    image_size: int
-    train_per_class: int
-    test_per_class: int
-
-
-SCALES = {"tiny": Scale(10, 32, 6, 4), "default": Scale(20, 64, 30, 20)}
+SCALES = {"tiny": TrainTestScale(10, 32, 6, 4), "default": TrainTestScale(20, 64, 30, 20)}
 
 
 @GENERATORS.register("food101")
@@ -110,7 +82,7 @@ def ensure(scale: str = "default", seed: int = 0, workers: int | None = None) ->
     return ensure_dataset("food-101", SCALES, scale, seed, generate, workers)
 
 
-def generate(out: Path, scale: Scale, seed: int, workers: int | None = None) -> dict:
+def generate(out: Path, scale: TrainTestScale, seed: int, workers: int | None = None) -> dict:
     classes = CLASSES[:: len(CLASSES) // scale.classes][: scale.classes]
     foods = looks_under(["food.n.01", "food.n.02"])
     tasks = [(out, scale, seed, number, dish, foods[number % len(foods)]) for number, dish in enumerate(classes)]
@@ -129,9 +101,7 @@ def _write_class(task) -> tuple[list[str], list[str]]:
     folder = out / "images" / dish
     folder.mkdir(parents=True)
     ids = rng.choice(10**7, scale.train_per_class + scale.test_per_class, replace=False)
-    for image_id in ids:
-        image, _ = object_image(look, scale.image_size, rng)
-        Image.fromarray(image).save(folder / f"{image_id}.jpg", quality=90)
+    save_object_images((folder / f"{image_id}.jpg" for image_id in ids), look, scale.image_size, rng)
     lines = [f"{dish}/{image_id}" for image_id in ids]
     return lines[: scale.train_per_class], lines[scale.train_per_class :]
 

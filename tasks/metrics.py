@@ -17,6 +17,12 @@ def mean_per_class_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean([(predicted[labels == c] == c).mean() for c in np.unique(labels)]))
 
 
+def mean_per_class_and_top1(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """The metrics of a task scored by mean per-class accuracy (Kornblith et al.'s metric on some datasets), with
+    top-1 beside it."""
+    return {"mean_per_class": mean_per_class_accuracy(scores, labels), "top1": top1(scores, labels)}
+
+
 def precision_recall(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Precision and recall at each rank of falling score (``positives``: 1 for a positive, 0 for a negative, or
     ``IGNORED``: left out of the ranking); None when there is no positive."""

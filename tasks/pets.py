@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from formats import GENERATE_HINT, DataFormatError, read_lines
 from synthetic import GENERATORS, ensure_dataset, run_parallel
-from synthetic.render import object_image
-from synthetic.scenes import looks_under
+from synthetic.scenes import looks_under, save_object_images
 from tasks import Examples, Task, register
-from tasks.metrics import mean_per_class_accuracy, top1
+from tasks.metrics import mean_per_class_and_top1
 
 FOLDER = "oxford-iiit-pet"
 SPLITS = ("trainval", "test")
@@ -203,9 +201,7 @@ def _write_class(task) -> tuple[list[str], list[str]]:
     breed_id = sum(other[0].isupper() == cat for other in BREEDS[:class_id])
     count = scale.trainval_per_class + scale.test_per_class
     numbers = rng.permutation(np.arange(1, count + 1))  # the release numbers each breed's images 1, 2, ...
-    for number in numbers:
-        image, _ = object_image(look, scale.image_size, rng)
-        Image.fromarray(image).save(base / "images" / f"{breed}_{number}.jpg", quality=90)
+    save_object_images((base / "images" / f"{breed}_{number}.jpg" for number in numbers), look, scale.image_size, rng)
     line = lambda number: f"{breed}_{number} {class_id} {1 if cat else 2} {breed_id}\n"  # noqa: E731
     return [line(n) for n in sorted(numbers[: scale.trainval_per_class])], [
         line(n) for n in sorted(numbers[scale.trainval_per_class :])
@@ -223,7 +219,6 @@ register(
         read=read,
         splits=SPLITS,
         validation=None,
-        evaluate=lambda scores, labels: {"mean_per_class": mean_per_class_accuracy(scores, labels),
-                                         "top1": top1(scores, labels)},  # fmt: skip
+        evaluate=mean_per_class_and_top1,
     )
 )

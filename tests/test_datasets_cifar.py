@@ -16,6 +16,7 @@ from PIL import Image
 import synthetic
 from formats import GENERATE_HINT, DataFormatError
 from formats import cifar as cifar_format
+from synthetic.scenes import distinct_looks, look_key
 from tasks import TASKS, cifar10, cifar100, selection_splits
 
 TRAIN_BATCHES = [f"data_batch_{k}" for k in range(1, 6)]
@@ -258,7 +259,7 @@ def test_the_twins_have_the_release_layout_and_real_class_names():
 
 def test_every_class_is_drawn_with_its_own_look():
     def keys(module, classes):
-        return {module._key(look) for look in module.class_looks(classes)}
+        return {look_key(look) for look in distinct_looks([module.LOOKS[name] for name in classes])}
 
     assert len(keys(cifar10, cifar10.CLASSES)) == 10
     assert len(keys(cifar100, cifar100.CLASSES)) == 100
