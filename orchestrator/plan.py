@@ -243,6 +243,7 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
     steps = sorted({f.recipe["steps"] for f in searches})
     epochs = sorted({f.recipe["epochs"] for f in classifiers})
     iterations = sorted({f.recipe["iterations"] for f in detections})
+    per_trial = config.resources.settings_per_trial
     lines.append(
         f"estimate: {passes:,} pretraining image passes"
         + (f" plus {unknown} pretraining(s) on every image of their classes" if unknown else "")
@@ -254,8 +255,8 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
                          f"{'/'.join(map(str, steps))} steps",
         ) if part) or "no transfers to run")
         + f"; at most {2 * len(plan.pretrainings)} Ray Train worker-group starts"
-        + (f" plus {_search_trials(plan, searches, config.resources.settings_per_trial)} Tune trials of searches "
-           f"(settings and refits, resources.settings_per_trial={config.resources.settings_per_trial})" if searches else "")
+        + (f" plus {_search_trials(plan, searches, per_trial)} Tune trials of searches (settings and refits, "
+           f"resources.settings_per_trial={per_trial})" if searches else "")
     )  # fmt: skip
     return "\n".join(lines)
 

@@ -32,7 +32,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 SCHEMA = pa.schema([
-    ("run", pa.string()), ("grid", pa.string()), ("kind", pa.string()),  # pretrain | finetune
+    ("run", pa.string()), ("grid", pa.string()), ("kind", pa.string()),  # pretrain | finetune | search (a setting)
     ("unit_id", pa.string()), ("pretrain_id", pa.string()), ("trial_id", pa.string()),
     ("status", pa.string()), ("error", pa.string()),  # ok | failed
     ("model", pa.string()), ("protocol", pa.string()),  # pretrain | the transfer's protocol (finetune, detect, probe)

@@ -9,9 +9,9 @@ import pytest
 from test_sweep import TINY, rows, sweep
 
 from orchestrator.config import load
+from orchestrator.cost import search_settings
 from orchestrator.plan import make_plan
 from trainers.fixed_features import penalties
-from trainers.search import settings
 
 pytestmark = pytest.mark.slow
 TASKS = ["pets", "voc07_cls"]
@@ -33,6 +33,8 @@ def test_kornblith2019_runs_its_three_protocols_on_shared_networks_and_reports_t
     assert {r["unit_id"] for r in networks} == {p.unit_id for p in plan.pretrainings}
     transfers = [r for r in found if r["kind"] == "finetune"]
     assert len(transfers) == 4 * len(TASKS) * 3
+    # Each search's settings have rows of their own: 2 x 2 at the embedded scale.
+    assert len([r for r in found if r["kind"] == "search"]) == 4 * len(TASKS) * 2 * 4
     assert sorted({(r["protocol"], r["task"]) for r in transfers}) == sorted(
         (protocol, task) for protocol in ("fixed_features", "finetune_search", "scratch_search") for task in TASKS)
     for row in transfers:
@@ -45,7 +47,7 @@ def test_kornblith2019_runs_its_three_protocols_on_shared_networks_and_reports_t
             assert metrics["search"]["l2"] == list(penalties(dict(config.fixed_features)))
             assert metrics["l2"] in metrics["search"]["l2"]
         else:
-            grid = settings(dict(config[row["protocol"]]))
+            grid = search_settings(dict(config[row["protocol"]]))
             assert metrics["search"]["settings"] == grid and {"lr": metrics["lr"],
                                                               "weight_decay": metrics["weight_decay"]} in grid
     report = (tmp_path / "k" / "report" / "report.md").read_text()
