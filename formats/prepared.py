@@ -1,11 +1,14 @@
-"""Prepared images: a dataset's images decoded once, resized to ``size`` x ``size`` and stored as one uint8 array
+"""Prepared images: a dataset's images decoded once, made ``size`` x ``size`` and stored as one uint8 array
 ``[N, size, size, 3]`` that every reader memory-maps, so that training decodes nothing and the trials on one node
 share one copy in the page cache, however many read it.
 
-Squashing every image to a square is the ImageNet recipe of the papers' era (Caffe's ``convert_imageset``
-resizes to 256 x 256; training crops 227 px from it). The copy is built once per node under the data directory
-(``formats.cache.build_once``), named by a digest of the root, the listed files with their sizes and modification
-times, the crops and the size: an image rewritten on disk gives another copy, never a stale one. An unreadable
+Two fits make an image square. ``squash`` resizes the whole image to the square: the ImageNet recipe of the
+papers' era (Caffe's ``convert_imageset`` resizes to 256 x 256; training crops 227 px from it), and what random
+crops are drawn from, since it keeps all of the image. ``shorter`` resizes the shorter side to ``size`` (bicubic)
+and keeps the centred square: the evaluation view of Kornblith et al. (2019) and of timm (``crop_pct``). The copy is
+built once per node under the data directory (``formats.cache.build_once``), named by a digest of the root, the
+listed files with their sizes and modification times, the crops, the fit and the size: an image rewritten on disk
+gives another copy, never a stale one. An unreadable
 file becomes a row marked unreadable (logged by ``load_rgb``), which readers skip and count.
 
     images = prepare_images(root, paths, prepared_size(32))    # images.pixels[i]: paths[i] at 37 x 37, RGB
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from formats import DataFormatError, fork_pool
 from formats.cache import build_once, data_dir
@@ -33,6 +36,7 @@ from formats.images import load_rgb
 
 PIXELS, READABLE, PATHS = "pixels.npy", "readable.npy", "paths.json"
 CHUNK = 256  # images a building process decodes per task
+FITS = ("squash", "shorter")
 
 
 def imagenet_images(root: Path) -> tuple[Path, list[str]]:
@@ -50,9 +54,10 @@ SOURCE_IMAGES = {
 }
 
 
-def prepared_size(image_size: int) -> int:
-    """The side images are prepared at for a recipe that reads ``image_size`` px: 256 for 224, as in the papers."""
-    return round(image_size * 256 / 224)
+def prepared_size(image_size: int, crop_pct: float = 224 / 256) -> int:
+    """The side images are prepared at for a recipe that reads ``image_size`` px crops that are ``crop_pct`` of
+    it (timm's term): 256 for 224, as in the papers."""
+    return round(image_size / crop_pct)
 
 
 @dataclass(frozen=True)
@@ -80,23 +85,26 @@ def prepare_images(
     size: int,
     crops: Sequence[tuple[int, int, int, int]] | None = None,
     workers: int = 1,
+    fit: str = "squash",
 ) -> PreparedImages:
-    """``paths`` (relative to ``root``), each cropped to its PIL box in ``crops`` if given, at ``size`` x ``size``;
-    built with ``workers`` processes on first use on this node."""
+    """``paths`` (relative to ``root``), each cropped to its PIL box in ``crops`` if given, made ``size`` x ``size``
+    by ``fit`` (``FITS``); built with ``workers`` processes on first use on this node."""
     root = Path(root).resolve()
     if crops is not None and len(crops) != len(paths):
         raise ValueError("paths and crops must have the same length")
-    digest = _content_digest(root, paths, size, crops)
-    target = data_dir() / "prepared" / f"{root.name}-{size}px-{len(paths)}-{digest}"
-    folder = build_once(target, lambda out: _build(out, root, list(paths), size, crops, workers))
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, not {fit!r}")
+    digest = _content_digest(root, paths, size, crops, fit)
+    target = data_dir() / "prepared" / f"{root.name}-{size}px-{fit}-{len(paths)}-{digest}"
+    folder = build_once(target, lambda out: _build(out, root, list(paths), size, crops, fit, workers))
     return PreparedImages(
         folder, np.load(folder / PIXELS, mmap_mode="r"), np.load(folder / READABLE),
         json.loads((folder / PATHS).read_text()),
     )  # fmt: skip
 
 
-def _content_digest(root: Path, paths: Sequence[str], size: int, crops) -> str:
-    digest = hashlib.sha256(json.dumps([str(root), size, crops and [list(c) for c in crops]]).encode())
+def _content_digest(root: Path, paths: Sequence[str], size: int, crops, fit: str) -> str:
+    digest = hashlib.sha256(json.dumps([str(root), size, crops and [list(c) for c in crops], fit]).encode())
     for path in paths:
         try:
             status = os.stat(root / path)
@@ -106,11 +114,11 @@ def _content_digest(root: Path, paths: Sequence[str], size: int, crops) -> str:
     return digest.hexdigest()[:16]
 
 
-def _build(out: Path, root: Path, paths: list[str], size: int, crops, workers: int) -> dict:
+def _build(out: Path, root: Path, paths: list[str], size: int, crops, fit: str, workers: int) -> dict:
     out.mkdir(parents=True)
     pixels = np.lib.format.open_memmap(out / PIXELS, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
     readable = np.zeros(len(paths), dtype=bool)
-    chunks = [(root, paths[start : start + CHUNK], crops and crops[start : start + CHUNK], size, start)
+    chunks = [(root, paths[start : start + CHUNK], crops and crops[start : start + CHUNK], size, fit, start)
               for start in range(0, len(paths), CHUNK)]  # fmt: skip
     with fork_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for start, block, ok in (pool.imap_unordered if pool else map)(_decode_chunk, chunks):
@@ -119,11 +127,11 @@ def _build(out: Path, root: Path, paths: list[str], size: int, crops, workers: i
     del pixels
     np.save(out / READABLE, readable)
     (out / PATHS).write_text(json.dumps(paths))
-    return {"root": str(root), "images": len(paths), "size": size, "unreadable": int((~readable).sum())}
+    return {"root": str(root), "images": len(paths), "size": size, "fit": fit, "unreadable": int((~readable).sum())}
 
 
 def _decode_chunk(chunk) -> tuple[int, np.ndarray, np.ndarray]:
-    root, paths, crops, size, start = chunk
+    root, paths, crops, size, fit, start = chunk
     block = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     for k, path in enumerate(paths):
@@ -132,7 +140,10 @@ def _decode_chunk(chunk) -> tuple[int, np.ndarray, np.ndarray]:
             continue
         if crops is not None:
             image = image.crop(crops[k])
-        block[k] = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
+        if fit == "squash":
+            block[k] = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
+        else:
+            block[k] = np.asarray(ImageOps.fit(image, (size, size), Image.Resampling.BICUBIC))
         ok[k] = True
     return start, block, ok
 

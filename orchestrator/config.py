@@ -114,6 +114,7 @@ EPOCHS, BATCH_SIZE = Range(1, 10_000), Range(1, 65_536)
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = Range(1e-8, 10, whole=False), Range(0, 1, whole=False), Range(0, 1, whole=False)
 PENALTY = Range(1e-12, 1e12, whole=False)
 STEPS = Range(1, 100_000_000)
+CROP_PCT = Range(0.1, 1, whole=False)  # the share of the resized image's side that is read; past 1 is not a crop
 RECIPE_RANGES = {  # every key of each recipe section of conf/config.yaml
     "pretrain": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "momentum": MOMENTUM,
                  "weight_decay": WEIGHT_DECAY, "lr_step_epochs": EPOCHS,
@@ -123,11 +124,11 @@ RECIPE_RANGES = {  # every key of each recipe section of conf/config.yaml
                  "weight_decay": WEIGHT_DECAY, "lr_step_epochs": EPOCHS},
     "probe": {"batch_size": BATCH_SIZE, "l2": Range(0, 1e6, whole=False), "iterations": Range(1, 1_000_000)},
     "fixed_features": {"batch_size": BATCH_SIZE, "iterations": Range(1, 1_000_000), "l2_min": PENALTY,
-                       "l2_max": PENALTY, "l2_count": Range(1, 1000)},
+                       "l2_max": PENALTY, "l2_count": Range(1, 1000), "crop_pct": CROP_PCT},
     **{protocol: {"steps": STEPS, "batch_size": BATCH_SIZE, "momentum": MOMENTUM, "lr_min": LEARNING_RATE,
                   "lr_max": LEARNING_RATE, "lr_count": Range(1, 100), "weight_decay_min": WEIGHT_DECAY,
                   "weight_decay_max": WEIGHT_DECAY, "weight_decay_count": Range(0, 100), "weight_decay_zero": Flag(),
-                  "checkpoint_steps": STEPS}
+                  "checkpoint_steps": STEPS, "crop_pct": CROP_PCT}
        for protocol in ("finetune_search", "scratch_search")},
     "detect": {"iterations": Range(1, 10_000_000), "batch_size": Range(1, 1024), "lr": LEARNING_RATE,
                "image_scale": Range(32, 2048), "checkpoint_interval": Range(1, 10_000_000)},

@@ -245,6 +245,7 @@ def test_resumes_from_a_checkpoint_saved_elsewhere_and_reports_each_checkpoint(t
     assert (resumed["resumed_from"], resumed["iterations"]) == (3, 6)
 
 
+@pytest.mark.slow  # the embedded recipe's 600 iterations and the default synthetic VOC: about 4 minutes on 2 cores
 def test_training_on_the_synthetic_voc_beats_an_untrained_detector(tmp_path):
     """The embedded scale's detection recipe, from a randomly initialised small trunk (the embedded pretraining's
     network): its training alone must take the detector from chance to finding objects."""

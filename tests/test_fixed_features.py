@@ -116,7 +116,8 @@ def test_fixed_features_on_a_tiny_synthetic_task(tmp_path):
     save_checkpoint(checkpoint, create_model("alexnet", 10, {"variant": "small", "width": 0.125}))
     task = TASKS["food101"]
     transfer = Transfer(
-        unit_id="u", task=task, seed=0, recipe={"batch_size": 64, "iterations": 100, **PAPER_SEARCH, "l2_count": 6},
+        unit_id="u", task=task, seed=0, recipe={"batch_size": 64, "iterations": 100, **PAPER_SEARCH, "l2_count": 6,
+                                                 "crop_pct": 1.0},
         data_root=synthetic.resolve("food101", "embedded:tiny"), pretrained_file=checkpoint,
         pretrained=lambda: load_checkpoint(checkpoint)[0], image_size=32, loader_workers=0, use_gpu=False,
         device=torch.device("cpu"), scratch=tmp_path, resume=None, restored_file=None, checkpoint=None,

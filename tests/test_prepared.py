@@ -5,12 +5,14 @@ replace were."""
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from conftest import write_image
 from PIL import Image
+from torchvision import transforms
 
 from formats.prepared import SOURCE_IMAGES, prepare_images
 from trainers import engine
@@ -102,6 +104,46 @@ def test_evaluation_batches_are_every_image_in_order_resized_whole(images):
     assert torch.cat([targets for _, targets in found]).tolist() == list(range(10))
     pixels = torch.cat([images for images, _ in found])
     assert torch.allclose(pixels, torch.from_numpy(np.array(prepared.pixels)).permute(0, 3, 1, 2).float())
+
+
+def test_the_shorter_fit_is_torchvisions_resize_and_centre_crop(tmp_path, monkeypatch):
+    """Kornblith et al.'s and timm's evaluation view, against torchvision's own transforms on the same image."""
+    monkeypatch.setenv("TRANSFER_DATA_DIR", str(tmp_path / "data"))
+    smooth = np.asarray(Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), np.uint8)).resize(
+        (150, 90), Image.Resampling.BICUBIC))  # fmt: skip
+    Image.fromarray(smooth).save(tmp_path / "wide.png")
+    prepared = prepare_images(tmp_path, ["wide.png"], 36, fit="shorter")
+    with Image.open(tmp_path / "wide.png") as image:
+        view = transforms.Compose([transforms.Resize(36, transforms.InterpolationMode.BICUBIC),
+                                   transforms.CenterCrop(36)])(image.convert("RGB"))  # fmt: skip
+    assert np.abs(prepared.pixels[0].astype(int) - np.asarray(view).astype(int)).mean() < 2
+    with pytest.raises(ValueError, match="fit must be one of"):
+        prepare_images(tmp_path, ["wide.png"], 36, fit="stretch")
+
+
+def test_evaluation_with_crop_pct_reads_the_centre_and_training_the_whole_image(tmp_path, monkeypatch):
+    """Three stripes, red | green | blue: the centred view (fixed features at crop_pct 1; after fine-tuning 0.875)
+    sees only green; training crops draw from the whole image, and the Huh recipe's evaluation reads it whole."""
+    monkeypatch.setenv("TRANSFER_DATA_DIR", str(tmp_path / "data"))
+    stripes = np.zeros((32, 96, 3), np.uint8)
+    for channel in range(3):
+        stripes[:, 32 * channel : 32 * (channel + 1), channel] = 255
+    Image.fromarray(stripes).save(tmp_path / "stripes.png")
+    examples = SimpleNamespace(root=tmp_path, paths=["stripes.png"], crops=None, targets=[0])
+
+    def read(train, crop_pct):
+        return engine.example_batches(examples, 8, train, 1, 0, (0.0,) * 3, (1 / 255,) * 3, CPU, 0, crop_pct=crop_pct)
+
+    for crop_pct, side in ((1.0, 8), (0.875, 9)):
+        data = read(False, crop_pct)
+        assert data.pixels[0].shape[1:3] == (side, side)
+        [(image, _)] = list(data)
+        assert image.shape == (1, 3, 8, 8)
+        red, green, blue = image[0].mean(dim=(1, 2)).tolist()
+        assert green > 200 and red < 40 and blue < 40
+    for train in (True, False):
+        whole = read(train, None if not train else 0.875).pixels[0][0]
+        assert whole[:, 0, 0].min() > 200 and whole[:, -1, 2].min() > 200  # red at the left, blue at the right
 
 
 def test_random_resized_crops_are_crops_and_half_are_flipped():

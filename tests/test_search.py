@@ -66,7 +66,7 @@ def test_a_search_chooses_the_setting_that_learns_and_a_setting_resumes_to_the_s
     # A learning rate of 1e-7 learns nothing in 30 steps; 0.05 does: the refit must choose it.
     recipe = {"steps": 30, "batch_size": 32, "momentum": 0.9, "lr_min": 1e-7, "lr_max": 0.05, "lr_count": 2,
               "weight_decay_min": 1e-5, "weight_decay_max": 1e-5, "weight_decay_count": 1,
-              "weight_decay_zero": False, "checkpoint_steps": 10}  # fmt: skip
+              "weight_decay_zero": False, "checkpoint_steps": 10, "crop_pct": 0.875}  # fmt: skip
     grid = search_settings(recipe)
     low, high = (PROTOCOLS[protocol](transfer_of(tmp_path, recipe, {"setting": setting, "search_of": "u"}))
                  for setting in grid)  # fmt: skip
@@ -101,7 +101,7 @@ def test_a_training_split_smaller_than_a_batch_trains_on_all_of_it_every_step(tm
     whole split (an epoch of no whole batch would never reach the steps)."""
     recipe = {"steps": 3, "batch_size": 256, "momentum": 0.9, "lr_min": 0.01, "lr_max": 0.01, "lr_count": 1,
               "weight_decay_min": 1e-5, "weight_decay_max": 1e-5, "weight_decay_count": 0,
-              "weight_decay_zero": True, "checkpoint_steps": 2}  # fmt: skip
+              "weight_decay_zero": True, "checkpoint_steps": 2, "crop_pct": 0.875}  # fmt: skip
     transfer = transfer_of(tmp_path, recipe, {"setting": search_settings(recipe)[0], "search_of": "u"})
     transfer = dataclasses.replace(transfer, data_root=synthetic.resolve("food101", "embedded:tiny"))
     result = PROTOCOLS["finetune_search"](transfer)

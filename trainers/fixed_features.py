@@ -86,7 +86,8 @@ def fixed_features(transfer: Transfer) -> dict:
     features, targets = {}, {}
     for split in ("trainval", "test"):  # train and val are parts of trainval: their features are computed once
         data = engine.example_batches(splits[split], transfer.image_size, False, recipe["batch_size"], transfer.seed,
-                                      mean, std, transfer.device, transfer.loader_workers, task.multilabel)  # fmt: skip
+                                      mean, std, transfer.device, transfer.loader_workers, task.multilabel,
+                                      recipe["crop_pct"])  # fmt: skip
         found, labels = engine.predict(network, data, penultimate)
         features[split], targets[split] = torch.from_numpy(found), torch.from_numpy(labels)
         if len(found) != len(splits[split].paths):

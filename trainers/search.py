@@ -8,9 +8,10 @@ validation split by the task's metric; the best setting is trained again on trai
 runs as Tune trials (orchestrator.stages).
 
 As in the paper: batch-norm momentum max(1 - 10/s, 0.9) in TensorFlow's terms (s: steps per epoch; PyTorch's
-momentum is one minus it), the weight decay divided by the learning rate, random crops with flips only. The
-learning rate follows a cosine decay to zero over the steps: the project's choice (../shared/PAPERS.md does not
-confirm the paper's schedule). ``finetune_search`` starts from the pretrained network with a new classifier;
+momentum is one minus it), the weight decay divided by the learning rate, random crops with flips only, and
+evaluation on the centred ``crop_pct`` of each image with its shorter side resized (224 px of 256). The learning
+rate follows a cosine decay to zero over the steps: the project's choice (../shared/PAPERS.md does not confirm the
+paper's schedule). ``finetune_search`` starts from the pretrained network with a new classifier;
 ``scratch_search`` from a fresh network of the same architecture. A unit checkpoints every ``checkpoint_steps``
 steps, so a restarted worker group resumes mid-setting.
 """
@@ -107,7 +108,8 @@ def _train(transfer, setting: dict, examples, scratch: bool, start: dict | None,
 def _score(transfer, model, examples) -> dict:
     mean, std = normalisation(model.module if hasattr(model, "module") else model)
     data = engine.example_batches(examples, transfer.image_size, False, transfer.recipe["batch_size"], transfer.seed,
-                                  mean, std, transfer.device, transfer.loader_workers, transfer.task.multilabel)  # fmt: skip
+                                  mean, std, transfer.device, transfer.loader_workers, transfer.task.multilabel,
+                                  transfer.recipe["crop_pct"])  # fmt: skip
     scores, targets = engine.predict(model, data)
     return transfer.task.evaluate(scores, targets)
 
