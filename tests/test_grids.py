@@ -9,6 +9,7 @@ import pytest
 from test_sweep import TINY, rows, sweep
 
 from orchestrator.config import available, experiments, grid_points, grid_tasks, load
+from orchestrator.cost import SEARCH_PROTOCOLS, search_settings
 from orchestrator.plan import make_plan
 
 pytestmark = pytest.mark.slow
@@ -38,13 +39,16 @@ def test_every_grid_runs_on_the_tiny_synthetic_data(grid, tmp_path):
     found = rows(tmp_path / "tiny" / "results")
     pretrainings = [r for r in found if r["kind"] == "pretrain"]
     assert {r["unit_id"] for r in pretrainings} == {p.unit_id for p in plan.pretrainings}
-    assert len(found) == len(pretrainings) * (1 + len(tasks))  # one seed each here
+    settings = [r for r in found if r["kind"] == "search"]  # a search's settings, in the Kornblith grids
+    searches = [u for u in plan.finetunings if u.protocol in SEARCH_PROTOCOLS]
+    assert len(settings) == sum(len(search_settings(u.recipe)) for u in searches)
+    assert len(found) - len(settings) == len(pretrainings) * (1 + len(tasks))  # one seed each here
     assert all(r["status"] == "ok" and r["grid"] == grid for r in found)
     assert {r["label_set"] for r in pretrainings} == {p["label_set"] for p in grid_points(config)}
     assert {r["task"] for r in found if r["kind"] == "finetune"} == set(tasks)
     assert all(json.loads(r["config"])["grid"]["name"] == grid for r in found)
     report = (tmp_path / "tiny" / "report" / "report.md").read_text()
-    assert f"## {grid}: " in report and f"{len(found)} finished, 0 failed, 0 not run" in report
+    assert f"## {grid}: " in report and f"{len(found) - len(settings)} finished, 0 failed, 0 not run" in report
 
 
 @pytest.mark.timeout(1800)  # six pretrainings and their fine-tunings: about 6 minutes alone on 2 cores

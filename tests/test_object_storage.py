@@ -49,6 +49,7 @@ def test_join_keeps_a_uris_query_at_the_end():
     assert join("/data/runs", "a", "b") == "/data/runs/a/b"
 
 
+@pytest.mark.slow  # a whole sweep of Ray Train worker groups: about 1.5 minutes on 2 cores
 def test_a_grid_on_s3_named_with_its_endpoint_in_the_uri_stores_everything_there_and_a_rerun_skips_it(
     s3_endpoint, monkeypatch, tmp_path
 ):

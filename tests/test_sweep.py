@@ -96,7 +96,7 @@ def test_bad_input_is_named(tmp_path, capsys, overrides, message):
 
 
 def test_missing_data_root_says_how_to_get_data(tmp_path, capsys):
-    assert main(["data.sun397=/no/sun", f"storage={tmp_path}"]) == 2
+    assert main([*TINY, "data.sun397=/no/sun", f"storage={tmp_path}"]) == 2
     error = capsys.readouterr().err
     assert "data.sun397=embedded:default" in error and "python -m synthetic generate" in error
 
@@ -104,7 +104,7 @@ def test_missing_data_root_says_how_to_get_data(tmp_path, capsys):
 def test_data_without_a_tasks_layout_is_named(tmp_path, tiny_voc, capsys):
     action_only = tmp_path / "VOCdevkit"
     shutil.copytree(tiny_voc / "VOC2012", action_only / "VOC2012")  # VOC 2012 action, no VOC 2007 detection
-    assert main([f"data.voc={action_only}", "grid.tasks=[voc_action,pascal_det]", f"storage={tmp_path}"]) == 2
+    assert main([*TINY, f"data.voc={action_only}", "grid.tasks=[voc_action,pascal_det]", f"storage={tmp_path}"]) == 2
     error = capsys.readouterr().err
     assert f"data.voc={action_only} cannot serve task pascal_det" in error and "VOC2007 folder" in error
 
@@ -162,6 +162,7 @@ def test_tiny_grid_end_to_end_then_resume(tmp_path):
     assert len(rows(results)) == 4  # the failed unit was retried and its row replaced, not duplicated
 
 
+@pytest.mark.slow  # two Ray Train worker groups, one after the other: about 1.5 minutes on 2 cores
 def test_further_fine_tuning_groups_start_once_the_first_group_has_pretrained(tmp_path):
     args = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[sun397,voc_action]", "grid.seeds=[0]",
             "resources.finetune_groups=2", f"storage={tmp_path}", "run=groups"]  # fmt: skip
