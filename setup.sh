@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything this project needs in .venv, from a fresh Debian machine with Python 3.11.
 # Idempotent: a second run only checks (seconds). The slow step, compiling mmcv's ops (about
-# 4 minutes on 2 cores), happens once per machine and torch build: the wheel it makes is kept in
+# 4 to 16 minutes on 2 cores, by the machine), happens once per machine and torch build: the wheel it makes is kept in
 # the project's own wheel cache, keyed by everything the build depends on, never in pip's cache.
 #   SETUP_MMCV_FROM_SOURCE=1 ./setup.sh    compile mmcv's ops even when a cached wheel exists (CI)
 #   TRANSFER_GRIDS_WHEELS=DIR              where built wheels are kept (default ~/.cache/transfer-grids/wheels)
