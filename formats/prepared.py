@@ -2,14 +2,14 @@
 ``[N, size, size, 3]`` that every reader memory-maps, so that training decodes nothing and the trials on one node
 share one copy in the page cache, however many read it.
 
-Two fits make an image square. ``squash`` resizes the whole image to the square: the ImageNet recipe of the
-papers' era (Caffe's ``convert_imageset`` resizes to 256 x 256; training crops 227 px from it), and what random
-crops are drawn from, since it keeps all of the image. ``shorter`` resizes the shorter side to ``size`` (bicubic)
-and keeps the centred square: the evaluation view of Kornblith et al. (2019) and of timm (``crop_pct``). The copy is
-built once per node under the data directory (``formats.cache.build_once``), named by a digest of the root, the
-listed files with their sizes and modification times, the crops, the fit and the size: an image rewritten on disk
-gives another copy, never a stale one. An unreadable
-file becomes a row marked unreadable (logged by ``load_rgb``), which readers skip and count.
+By default each image is squashed whole to the square: the ImageNet recipe of the papers' era (Caffe's
+``convert_imageset`` resizes to 256 x 256; training crops 227 px from it), and what random crops are drawn from,
+since it keeps all of the image. With ``centre_crop_pct`` the copy holds an evaluation view instead: the shorter
+side resized (bicubic) to ``size / centre_crop_pct`` and the centred ``size`` square kept, as Kornblith et al.
+(2019) and timm (``crop_pct``) evaluate. The copy is built once per node under the data directory
+(``formats.cache.build_once``), named by a digest of the root, the listed files with their sizes and modification
+times, the crops, the view and the size: an image rewritten on disk gives another copy, never a stale one. An
+unreadable file becomes a row marked unreadable (logged by ``load_rgb``), which readers skip and count.
 
     images = prepare_images(root, paths, prepared_size(32))    # images.pixels[i]: paths[i] at 37 x 37, RGB
     python -m formats.prepared imagenet ROOT --image-size 224   # ImageNet's train and val at 256 px, ahead of a run
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from formats import DataFormatError, fork_pool
 from formats.cache import build_once, data_dir
@@ -36,7 +36,6 @@ from formats.images import load_rgb
 
 PIXELS, READABLE, PATHS = "pixels.npy", "readable.npy", "paths.json"
 CHUNK = 256  # images a building process decodes per task
-FITS = ("squash", "shorter")
 
 
 def imagenet_images(root: Path) -> tuple[Path, list[str]]:
@@ -85,26 +84,28 @@ def prepare_images(
     size: int,
     crops: Sequence[tuple[int, int, int, int]] | None = None,
     workers: int = 1,
-    fit: str = "squash",
+    centre_crop_pct: float | None = None,
 ) -> PreparedImages:
-    """``paths`` (relative to ``root``), each cropped to its PIL box in ``crops`` if given, made ``size`` x ``size``
-    by ``fit`` (``FITS``); built with ``workers`` processes on first use on this node."""
+    """``paths`` (relative to ``root``), each cropped to its PIL box in ``crops`` if given, made ``size`` x ``size``:
+    squashed, or with ``centre_crop_pct`` the centre of the image with its shorter side at ``size /
+    centre_crop_pct``; built with ``workers`` processes on first use on this node."""
     root = Path(root).resolve()
     if crops is not None and len(crops) != len(paths):
         raise ValueError("paths and crops must have the same length")
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {FITS}, not {fit!r}")
-    digest = _content_digest(root, paths, size, crops, fit)
-    target = data_dir() / "prepared" / f"{root.name}-{size}px-{fit}-{len(paths)}-{digest}"
-    folder = build_once(target, lambda out: _build(out, root, list(paths), size, crops, fit, workers))
+    if centre_crop_pct is not None and not 0 < centre_crop_pct <= 1:
+        raise ValueError(f"centre_crop_pct must be in (0, 1], not {centre_crop_pct!r}")
+    view = "squash" if centre_crop_pct is None else f"centre{centre_crop_pct:g}"
+    digest = _content_digest(root, paths, size, crops, view)
+    target = data_dir() / "prepared" / f"{root.name}-{size}px-{view}-{len(paths)}-{digest}"
+    folder = build_once(target, lambda out: _build(out, root, list(paths), size, crops, centre_crop_pct, workers))
     return PreparedImages(
         folder, np.load(folder / PIXELS, mmap_mode="r"), np.load(folder / READABLE),
         json.loads((folder / PATHS).read_text()),
     )  # fmt: skip
 
 
-def _content_digest(root: Path, paths: Sequence[str], size: int, crops, fit: str) -> str:
-    digest = hashlib.sha256(json.dumps([str(root), size, crops and [list(c) for c in crops], fit]).encode())
+def _content_digest(root: Path, paths: Sequence[str], size: int, crops, view: str) -> str:
+    digest = hashlib.sha256(json.dumps([str(root), size, crops and [list(c) for c in crops], view]).encode())
     for path in paths:
         try:
             status = os.stat(root / path)
@@ -114,11 +115,11 @@ def _content_digest(root: Path, paths: Sequence[str], size: int, crops, fit: str
     return digest.hexdigest()[:16]
 
 
-def _build(out: Path, root: Path, paths: list[str], size: int, crops, fit: str, workers: int) -> dict:
+def _build(out: Path, root: Path, paths: list[str], size: int, crops, centre_crop_pct, workers: int) -> dict:
     out.mkdir(parents=True)
     pixels = np.lib.format.open_memmap(out / PIXELS, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
     readable = np.zeros(len(paths), dtype=bool)
-    chunks = [(root, paths[start : start + CHUNK], crops and crops[start : start + CHUNK], size, fit, start)
+    chunks = [(root, paths[start : start + CHUNK], crops and crops[start : start + CHUNK], size, centre_crop_pct, start)
               for start in range(0, len(paths), CHUNK)]  # fmt: skip
     with fork_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for start, block, ok in (pool.imap_unordered if pool else map)(_decode_chunk, chunks):
@@ -127,11 +128,12 @@ def _build(out: Path, root: Path, paths: list[str], size: int, crops, fit: str, 
     del pixels
     np.save(out / READABLE, readable)
     (out / PATHS).write_text(json.dumps(paths))
-    return {"root": str(root), "images": len(paths), "size": size, "fit": fit, "unreadable": int((~readable).sum())}
+    return {"root": str(root), "images": len(paths), "size": size, "centre_crop_pct": centre_crop_pct,
+            "unreadable": int((~readable).sum())}
 
 
 def _decode_chunk(chunk) -> tuple[int, np.ndarray, np.ndarray]:
-    root, paths, crops, size, fit, start = chunk
+    root, paths, crops, size, centre_crop_pct, start = chunk
     block = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     for k, path in enumerate(paths):
@@ -140,12 +142,21 @@ def _decode_chunk(chunk) -> tuple[int, np.ndarray, np.ndarray]:
             continue
         if crops is not None:
             image = image.crop(crops[k])
-        if fit == "squash":
+        if centre_crop_pct is None:
             block[k] = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
         else:
-            block[k] = np.asarray(ImageOps.fit(image, (size, size), Image.Resampling.BICUBIC))
+            block[k] = np.asarray(_centre_view(image, size, prepared_size(size, centre_crop_pct)))
         ok[k] = True
     return start, block, ok
+
+
+def _centre_view(image: Image.Image, size: int, side: int) -> Image.Image:
+    """The centred ``size`` square of ``image`` with its shorter side resized to ``side``, rounded as torchvision's
+    ``Resize(side)`` and ``CenterCrop(size)`` round."""
+    width, height = image.size
+    resized = (side, int(side * height / width)) if width <= height else (int(side * width / height), side)
+    left, top = round((resized[0] - size) / 2), round((resized[1] - size) / 2)
+    return image.resize(resized, Image.Resampling.BICUBIC).crop((left, top, left + size, top + size))
 
 
 def main() -> None:

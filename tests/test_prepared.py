@@ -106,19 +106,20 @@ def test_evaluation_batches_are_every_image_in_order_resized_whole(images):
     assert torch.allclose(pixels, torch.from_numpy(np.array(prepared.pixels)).permute(0, 3, 1, 2).float())
 
 
-def test_the_shorter_fit_is_torchvisions_resize_and_centre_crop(tmp_path, monkeypatch):
+def test_the_centre_view_is_torchvisions_resize_and_centre_crop(tmp_path, monkeypatch):
     """Kornblith et al.'s and timm's evaluation view, against torchvision's own transforms on the same image."""
     monkeypatch.setenv("TRANSFER_DATA_DIR", str(tmp_path / "data"))
     smooth = np.asarray(Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), np.uint8)).resize(
         (150, 90), Image.Resampling.BICUBIC))  # fmt: skip
     Image.fromarray(smooth).save(tmp_path / "wide.png")
-    prepared = prepare_images(tmp_path, ["wide.png"], 36, fit="shorter")
-    with Image.open(tmp_path / "wide.png") as image:
-        view = transforms.Compose([transforms.Resize(36, transforms.InterpolationMode.BICUBIC),
-                                   transforms.CenterCrop(36)])(image.convert("RGB"))  # fmt: skip
-    assert np.abs(prepared.pixels[0].astype(int) - np.asarray(view).astype(int)).mean() < 2
-    with pytest.raises(ValueError, match="fit must be one of"):
-        prepare_images(tmp_path, ["wide.png"], 36, fit="stretch")
+    for size, crop_pct, side in ((36, 1.0, 36), (32, 0.875, 37)):
+        prepared = prepare_images(tmp_path, ["wide.png"], size, centre_crop_pct=crop_pct)
+        with Image.open(tmp_path / "wide.png") as image:
+            view = transforms.Compose([transforms.Resize(side, transforms.InterpolationMode.BICUBIC),
+                                       transforms.CenterCrop(size)])(image.convert("RGB"))  # fmt: skip
+        assert np.abs(prepared.pixels[0].astype(int) - np.asarray(view).astype(int)).mean() < 2
+    with pytest.raises(ValueError, match=r"centre_crop_pct must be in \(0, 1\]"):
+        prepare_images(tmp_path, ["wide.png"], 36, centre_crop_pct=1.5)
 
 
 def test_evaluation_with_crop_pct_reads_the_centre_and_training_the_whole_image(tmp_path, monkeypatch):
@@ -134,9 +135,9 @@ def test_evaluation_with_crop_pct_reads_the_centre_and_training_the_whole_image(
     def read(train, crop_pct):
         return engine.example_batches(examples, 8, train, 1, 0, (0.0,) * 3, (1 / 255,) * 3, CPU, 0, crop_pct=crop_pct)
 
-    for crop_pct, side in ((1.0, 8), (0.875, 9)):
+    for crop_pct in (1.0, 0.875):
         data = read(False, crop_pct)
-        assert data.pixels[0].shape[1:3] == (side, side)
+        assert data.pixels[0].shape[1:3] == (8, 8)  # prepared as the view itself: nothing left to crop
         [(image, _)] = list(data)
         assert image.shape == (1, 3, 8, 8)
         red, green, blue = image[0].mean(dim=(1, 2)).tolist()

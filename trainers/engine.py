@@ -37,13 +37,12 @@ class Batches:
     ``RandomResizedCrop``) resized and flipped at random, in a new order every epoch
     (``set_epoch``), sharded over the workers as ``DistributedSampler`` shards, the last partial batch dropped.
     Evaluation batches are every item in order on every worker, so that every worker computes the same, exact
-    metric: with ``centre_crop``, the centred ``image_size`` square of each prepared image; without, each image
-    resized whole. Unreadable images (marked when prepared) are left out and counted in ``skipped``. A thread
-    gathers the next batch's pixels while the current one computes.
+    metric, each image resized whole. Unreadable images (marked when prepared) are left out and counted in
+    ``skipped``. A thread gathers the next batch's pixels while the current one computes.
     """
 
     def __init__(self, parts: list[tuple[PreparedImages, np.ndarray]], targets, *, image_size: int, train: bool,
-                 batch_size: int, seed: int, mean, std, device: torch.device, centre_crop: bool = False):  # fmt: skip
+                 batch_size: int, seed: int, mean, std, device: torch.device):  # fmt: skip
         source = np.concatenate([np.full(len(rows), k, np.int64) for k, (_, rows) in enumerate(parts)])
         rows = np.concatenate([rows for _, rows in parts])
         readable = np.concatenate([images.readable[rows] for images, rows in parts])
@@ -51,7 +50,6 @@ class Batches:
         self.source, self.rows, self.targets = source[readable], rows[readable], torch.as_tensor(targets)[readable]
         self.skipped = int((~readable).sum())
         self.image_size, self.train, self.batch_size, self.seed, self.epoch = image_size, train, batch_size, seed, 0
-        self.centre_crop = centre_crop
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self.device = device
@@ -98,10 +96,6 @@ class Batches:
             images = images.float()  # resampling uint8 is the CPU's fast path only
         if self.train:
             images = random_resized_crops(images, self.image_size, generator)
-        elif self.centre_crop:
-            top = (images.shape[-2] - self.image_size) // 2
-            left = (images.shape[-1] - self.image_size) // 2
-            images = images[..., top : top + self.image_size, left : left + self.image_size]
         elif images.shape[-1] != self.image_size:
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", antialias=True)
         return images.float().sub_(self.mean).div_(self.std), targets.to(self.device, non_blocking=True)
@@ -131,18 +125,15 @@ def example_batches(examples, image_size: int, train: bool, batch_size: int, see
     """A task's ``tasks.Examples`` as batches: class indices, or multi-hot vectors for multi-label tasks.
 
     Training images are squashed whole, so that random crops draw from all of each image. Evaluation images, with
-    ``crop_pct`` (timm's term), have their shorter side resized to ``image_size / crop_pct`` and the centred
-    ``image_size`` square cropped (Kornblith et al.'s view: 1.0 for fixed features, 224/256 after fine-tuning);
-    without it they are squashed and resized whole, the recipe of the Huh et al. grids."""
-    if train or crop_pct is None:
-        images = prepare_images(examples.root, examples.paths, prepared_size(image_size), examples.crops, workers)
-    else:
-        images = prepare_images(examples.root, examples.paths, prepared_size(image_size, crop_pct), examples.crops,
-                                workers, fit="shorter")  # fmt: skip
+    ``crop_pct`` (timm's term), are the centred ``image_size`` square of the image with its shorter side resized to
+    ``image_size / crop_pct``, prepared as such (Kornblith et al.'s view: 1.0 for fixed features, 224/256 after
+    fine-tuning); without it they are squashed and resized whole, the recipe of the Huh et al. grids."""
+    view = None if train else crop_pct
+    size = prepared_size(image_size) if view is None else image_size
+    images = prepare_images(examples.root, examples.paths, size, examples.crops, workers, centre_crop_pct=view)
     targets = torch.as_tensor(examples.targets, dtype=torch.float32 if multilabel else torch.int64)
     return Batches([(images, np.arange(len(examples.paths)))], targets, image_size=image_size, train=train,
-                   batch_size=batch_size, seed=seed, mean=mean, std=std, device=device,
-                   centre_crop=not train and crop_pct is not None)  # fmt: skip
+                   batch_size=batch_size, seed=seed, mean=mean, std=std, device=device)  # fmt: skip
 
 
 def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

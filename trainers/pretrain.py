@@ -125,12 +125,12 @@ def published(config: dict) -> tuple[nn.Module, list[dict]]:
     listing = list_imagenet(root, "val")
     index = {wnid: k for k, wnid in enumerate(class_list("imagenet1k"))}  # the order of timm's ImageNet-1k heads
     size, crop_pct = config["image_size"], network.pretrained_cfg["crop_pct"]  # timm's evaluation of the weights
-    images = prepare_images(imagenet_image_root(root), listing["path"].to_pylist(), prepared_size(size, crop_pct),
-                            workers=config["loader_workers"], fit="shorter")  # fmt: skip
+    images = prepare_images(imagenet_image_root(root), listing["path"].to_pylist(), size,
+                            workers=config["loader_workers"], centre_crop_pct=crop_pct)  # fmt: skip
     mean, std = normalisation(network)
     data = engine.Batches([(images, np.arange(len(images.paths)))], [index[w] for w in listing["wnid"].to_pylist()],
                           image_size=size, train=False, batch_size=config["batch_size"], seed=0, mean=mean, std=std,
-                          device=device, centre_crop=True)  # fmt: skip
+                          device=device)  # fmt: skip
     started = time.perf_counter()
     scores, labels = engine.predict(network.to(device), data)
     return network.cpu(), [{"val_top1": top1(scores, labels), "images_per_s": len(labels) / (time.perf_counter() - started),
