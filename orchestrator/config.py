@@ -651,6 +651,16 @@ def _check_settings(whole: dict) -> None:
         Range(1, 100_000).check(whole["ray"]["max_concurrent_trials"], "ray.max_concurrent_trials")
     for key, allowed in RESOURCE_RANGES.items():
         allowed.check(whole["resources"][key], f"resources.{key}")
+    points_per_trial = whole["resources"]["points_per_trial"]
+    if points_per_trial != "auto":
+        Range(1, 100_000).check(points_per_trial, "resources.points_per_trial (or auto)")
+    if points_per_trial != 1 and whole["resources"]["finetune_groups"] != 1:
+        raise ConfigError(
+            f"resources.finetune_groups={whole['resources']['finetune_groups']} runs a grid point's transfers in "
+            f"parallel worker groups, and resources.points_per_trial={points_per_trial} runs several points one after "
+            "another in one: choose one (resources.points_per_trial=1 with finetune_groups, on a cluster with workers "
+            "to spare; points_per_trial with finetune_groups=1, on a small machine)"
+        )
     device, price = whole["cost"]["device"], whole["cost"]["price_per_hour"]
     if device is not None and device not in throughput():
         raise ConfigError(f"cost.device={device!r} has no measured throughput; device kinds of "

@@ -254,11 +254,22 @@ def describe(plan: Plan, config: DictConfig, finished: set[str]) -> str:
             searches and f"{len(searches)} hyper-parameter searches of {'/'.join(map(str, settings))} settings x "
                          f"{'/'.join(map(str, steps))} steps",
         ) if part) or "no transfers to run")
-        + f"; at most {2 * len(plan.pretrainings)} Ray Train worker-group starts"
+        + f"; {_worker_groups(plan, config)}"
         + (f" plus {_search_trials(plan, searches, per_trial)} Tune trials of searches (settings and refits, "
            f"resources.settings_per_trial={per_trial})" if searches else "")
     )  # fmt: skip
     return "\n".join(lines)
+
+
+def _worker_groups(plan: Plan, config: DictConfig) -> str:
+    """How many Ray Train worker groups the grid points start (``resources.points_per_trial`` to a trial, each trial
+    ``resources.finetune_groups`` groups), or how they are dealt where that depends on the cluster."""
+    per_trial = config.resources.points_per_trial
+    if per_trial == "auto":
+        return (f"{len(plan.pretrainings)} grid points dealt over as many Ray Train worker groups as fit at once "
+                "(resources.points_per_trial=auto)")  # fmt: skip
+    groups = -(-len(plan.pretrainings) // per_trial) * config.resources.finetune_groups
+    return f"{groups} Ray Train worker-group starts for {len(plan.pretrainings)} grid points"
 
 
 def _search_trials(plan: Plan, searches: list[Finetuning], per_trial: int) -> int:

@@ -203,7 +203,8 @@ def _sweep(config, plan, store: Store, settings: dict, run_dir: str) -> list[str
     try:
         concurrent = config.ray.max_concurrent_trials or _trials_that_fit(config, ray.cluster_resources())
         per_trial = config.resources.settings_per_trial
-        stages = {"tune": lambda: point_trials(plan, set(store.finished())),
+        points_per_trial = _points_per_trial(config, len(plan.pretrainings), concurrent)
+        stages = {"tune": lambda: point_trials(plan, set(store.finished()), points_per_trial),
                   "tune-search": lambda: setting_trials(plan, set(store.finished()), per_trial),
                   "tune-refit": lambda: refit_trials(plan, {r["unit_id"]: r for r in store.read().to_pylist()},
                                                      per_trial)}  # fmt: skip
@@ -237,6 +238,13 @@ def _trials_that_fit(config, available_now: dict) -> int:
     if resources.use_gpu:
         fits = min(fits, available_now.get("GPU", 0) // (resources.num_workers * resources.gpus_per_worker))
     return max(1, int(fits))
+
+
+def _points_per_trial(config, points: int, concurrent: int) -> int:
+    """``resources.points_per_trial``; ``auto``: as many as spread the plan's points (all of them, finished or not, so
+    that a rerun on the same cluster deals the same trials) evenly over the trials that run at once."""
+    wanted = config.resources.points_per_trial
+    return max(1, -(-points // concurrent)) if wanted == "auto" else wanted
 
 
 def _summarise(store: Store, plan, trial_errors: list[str]) -> int:

@@ -1,5 +1,5 @@
 """The sweep's three stages, each a set of Ray Tune trials that starts once the stage before has ended
-(orchestrator.run), and each trial one job list for orchestrator.trial.sweep_trial:
+(orchestrator.run), and each trial the job lists of one or more grid points for orchestrator.trial.sweep_trial:
 
 1. points: a pretraining (unless it has its row) and its transfers, the hyper-parameter searches excepted;
 2. search settings: each setting of each search (protocols finetune_search and scratch_search) of a pretraining that
@@ -7,12 +7,17 @@
 3. refits: each search whose settings all have rows: the best setting trained on train+val and scored on test, the
    search unit's own row.
 
-A trial of stage 2 or 3 runs ``resources.settings_per_trial`` jobs of one pretraining, one after another in its
-worker group. At 1, every setting is a Tune trial of its own, which Ray places anywhere on the cluster, several to a
-GPU when ``resources.gpus_per_worker`` is a fraction (the paper's settings train for hours each); more jobs a trial
-pay a worker group's start-up once for many short settings (the embedded scale's). A trial's jobs are a fixed slice
-of all its pretraining's jobs, finished or not, so a rerun gives an interrupted trial the same Train run name: it
-resumes mid-setting.
+A trial of stage 1 runs ``resources.points_per_trial`` grid points one after another in one worker group: 1 (the
+paper scale's) makes every point a trial of its own, placed anywhere on the cluster; more pay Ray Train's worker-group
+start-up once for several points of minutes each (the embedded scale's ``auto``: as many as spread the points evenly
+over the worker groups the cluster holds at once). A trial of stage 2 or 3 runs ``resources.settings_per_trial`` jobs
+of one pretraining. At 1, every setting is a Tune trial of its own, which Ray places anywhere on the cluster, several
+to a GPU when ``resources.gpus_per_worker`` is a fraction (the paper's settings train for hours each); more jobs a
+trial pay a worker group's start-up once for many short settings (the embedded scale's). A trial's points and jobs
+are a fixed share of all of them, finished or not, so a rerun gives an interrupted trial the same Train run name: it
+resumes mid-pretraining or mid-setting.
+
+A trial is ``{"name": ..., "points": [{"pretraining": ..., "finetunings": [job, ...]}, ...]}``.
 """
 
 import dataclasses
@@ -34,14 +39,23 @@ def setting_id(unit_id: str, setting: dict) -> str:
     return content_hash({"search": unit_id, **setting})
 
 
-def point_trials(plan: Plan, finished: set[str]) -> list[dict]:
-    """Stage 1: a trial for each pretraining that, or one of whose transfers but the searches, has no row."""
+def point_trials(plan: Plan, finished: set[str], per_trial: int) -> list[dict]:
+    """Stage 1: each pretraining and its transfers but the searches, ``per_trial`` of these points a trial, dealt in
+    turn (of n trials, trial k runs points k, k + n, ...: a grid's points often grow along the plan, and dealt so they
+    load the trials alike); a trial whose every unit has its row is left out."""
+    points = [{"pretraining": dataclasses.asdict(pretraining),
+               "finetunings": [job(u) for u in plan.finetunings_of(pretraining.unit_id)
+                               if u.protocol not in SEARCH_PROTOCOLS]}
+              for pretraining in plan.pretrainings]  # fmt: skip
+    count = -(-len(points) // per_trial)
     trials = []
-    for pretraining in plan.pretrainings:
-        transfers = [job(u) for u in plan.finetunings_of(pretraining.unit_id) if u.protocol not in SEARCH_PROTOCOLS]
-        if pretraining.unit_id not in finished or any(t["unit_id"] not in finished for t in transfers):
-            trials.append({"name": f"point-{pretraining.unit_id}", "pretraining": dataclasses.asdict(pretraining),
-                           "finetunings": transfers})  # fmt: skip
+    for share in (points[k::count] for k in range(count)):
+        ids = [point["pretraining"]["unit_id"] for point in share]
+        units = [*ids, *(transfer["unit_id"] for point in share for transfer in point["finetunings"])]
+        if any(unit not in finished for unit in units):
+            # One point keeps the name it has always had: a run interrupted before points were shared resumes
+            trials.append({"name": f"point-{ids[0]}" if len(ids) == 1 else f"points-{content_hash(ids)}",
+                           "points": share})  # fmt: skip
     return trials
 
 
@@ -60,8 +74,8 @@ def _trials(stage: str, pretraining: Pretraining, jobs: list[dict], per_trial: i
     out."""
     slices = [jobs[start : start + per_trial] for start in range(0, len(jobs), per_trial)]
     return [
-        {"name": f"{stage}-{content_hash([j['unit_id'] for j in part])}", "pretraining": dataclasses.asdict(pretraining),
-         "finetunings": part}
+        {"name": f"{stage}-{content_hash([j['unit_id'] for j in part])}",
+         "points": [{"pretraining": dataclasses.asdict(pretraining), "finetunings": part}]}
         for part in slices if any(map(to_run, part))
     ]  # fmt: skip
 

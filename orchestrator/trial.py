@@ -1,6 +1,7 @@
-"""A Tune trial: a pretraining and a list of jobs of it (orchestrator.stages: a grid point's transfers, settings of its
-hyper-parameter searches, or their refits), fitted as Ray Train TorchTrainers (Ray Train V2) whose workers pretrain
-(unless that is done) and then run the jobs, so a list pays Ray Train's worker-group start-up once.
+"""A Tune trial: one or more grid points (orchestrator.stages), each a pretraining and a list of jobs of it (its
+transfers, settings of its hyper-parameter searches, or their refits), fitted as Ray Train TorchTrainers (Ray Train V2)
+whose workers, point after point, pretrain (unless that is done) and then run the jobs, so a trial pays Ray Train's
+worker-group start-up once.
 
 The store is the source of truth: what has a row is not run again. Rank 0 writes each unit's row as soon as the unit
 ends, and the pretrained network goes to ``<run>/pretrained/<unit id>/model.pt``, outside Ray Train's checkpoint
@@ -41,8 +42,8 @@ WAIT_FOR_PRETRAINING_S = 2.0  # how often a further fine-tuning group looks for 
 
 
 def sweep_trial(job: dict, settings: dict) -> None:
-    """``job``: the trial's name, pretraining and jobs (``finetunings``; Tune's config, shown in its progress table);
-    ``settings``: what every trial shares (run, storage, resources, versions)."""
+    """``job``: the trial's name and grid points (``points``: each a pretraining and its jobs, ``finetunings``; Tune's
+    config, shown in its progress table); ``settings``: what every trial shares (run, storage, resources, versions)."""
     store = Store(settings["results"])
     finished = store.finished()
     context = {
@@ -52,17 +53,55 @@ def sweep_trial(job: dict, settings: dict) -> None:
                      **settings["resources"],
                      "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
     }  # fmt: skip
-    pretraining = job["pretraining"]
+    count = settings["resources"]["finetune_groups"]
+    points = [_point(point, count, settings, context, store, finished) for point in job["points"]]
+    unbuilt = points.count(None)  # subsets that could not be built: their rows say why
+    points = [point for point in points if point is not None]
+    fit = functools.partial(_fit_group, name=job["name"], settings=settings)
+    with ThreadPoolExecutor(count) as pool:
+        futures = {}
+        for k in range(count):
+            share = [point for point in points if point["groups"][k] or (k == 0 and point["stage"] is not None)]
+            if not share:
+                continue
+            if k and share[0]["stage"] is not None:  # finetune_groups > 1 (one point a trial): once it is published
+                pretrain_id = share[0]["pretraining"]["unit_id"]
+                futures[k] = pool.submit(_after_pretraining, futures[0], store, pretrain_id, fit, k, share)
+            else:
+                futures[k] = pool.submit(fit, k, share)
+        errors = {k: future.result() for k, future in futures.items()}
+    failed = unbuilt
+    for point in points:
+        pretrain_id = point["pretraining"]["unit_id"]
+        if pretrain_id not in finished and store.finished_row("pretrain", pretrain_id) is None:
+            # its fine-tunings did not run, and have no rows
+            error = errors.get(0) or "the worker group ended without the pretraining's result"
+            store.write({**point["stage"]["row"], "status": "failed", "error": _shared(error, job, pretrain_id)})
+            failed += 1
+            continue
+        for k, group in enumerate(point["groups"]):
+            for unit in group:
+                if store.finished_row(unit["kind"], unit["unit_id"]) is None:
+                    cause = _shared(errors.get(k) or "the worker group ended without this unit's result", job,
+                                    pretrain_id)  # fmt: skip
+                    store.write({**point["rows"][unit["unit_id"]], "status": "failed", "error": cause})
+    tune.report({"points": len(job["points"]), "pretrain_failed": failed,
+                 "finetunings": sum(len(point["finetunings"]) for point in job["points"])})  # fmt: skip
+
+
+def _point(point: dict, count: int, settings: dict, context: dict, store: Store, finished: dict) -> dict | None:
+    """What a trial's worker groups need of one grid point: its pretraining ``stage`` (None when it has its row), its
+    unfinished transfers dealt over the ``count`` fine-tuning groups (``groups``) and their rows; failed rows written
+    for the transfers that cannot run. None, with a failed row written, when the point's subset cannot be built."""
+    pretraining = point["pretraining"]
     model = join(settings["run_dir"], "pretrained", pretraining["unit_id"])
     stage = None
     if pretraining["unit_id"] not in finished:
         stage = _pretraining_stage(pretraining, model, settings, context, store)
-        if stage is None:  # its subset could not be built: the row says why
-            tune.report({"pretrain_failed": 1})
-            return
-    count = settings["resources"]["finetune_groups"]
+        if stage is None:
+            return None
     # A group keeps its index across reruns: it names the Train run that a rerun resumes.
-    groups = [[u for u in job["finetunings"][k::count] if u["unit_id"] not in finished] for k in range(count)]
+    groups = [[u for u in point["finetunings"][k::count] if u["unit_id"] not in finished] for k in range(count)]
     units = [unit for group in groups for unit in group]
     cannot_run = _changed_data(units) | {u["unit_id"]: u["blocked"] for u in units if u["blocked"] is not None}
     rows = {}
@@ -71,28 +110,18 @@ def sweep_trial(job: dict, settings: dict) -> None:
         if unit["unit_id"] in cannot_run:
             store.write({**rows[unit["unit_id"]], "status": "failed", "error": cannot_run[unit["unit_id"]]})
     groups = [[u for u in group if u["unit_id"] not in cannot_run] for group in groups]
-    fit = functools.partial(_fit_group, name=job["name"], model=model, rows=rows, pretraining=pretraining,
-                            settings=settings)  # fmt: skip
-    with ThreadPoolExecutor(count) as pool:
-        if stage is None:
-            futures = {k: pool.submit(fit, k, group) for k, group in enumerate(groups) if group}
-        else:  # the first group pretrains; the others start once the pretrained network is published
-            first = pool.submit(fit, 0, groups[0], stage)
-            futures = {0: first} | {k: pool.submit(_after_pretraining, first, store, pretraining["unit_id"], fit, k,
-                                                   group) for k, group in enumerate(groups) if k and group}  # fmt: skip
-        errors = {k: future.result() for k, future in futures.items()}
-    pretrained = finished.get(pretraining["unit_id"]) or store.finished_row("pretrain", pretraining["unit_id"])
-    if pretrained is None:  # its fine-tunings did not run, and have no rows
-        error = errors[0] or "the worker group ended without the pretraining's result"
-        store.write({**stage["row"], "status": "failed", "error": error})
-        tune.report({"pretrain_failed": 1})
-        return
-    for k, group in enumerate(groups):
-        for unit in group:
-            if store.finished_row(unit["kind"], unit["unit_id"]) is None:
-                cause = errors.get(k) or "the worker group ended without this unit's result"
-                store.write({**rows[unit["unit_id"]], "status": "failed", "error": cause})
-    tune.report({"pretrain_val_top1": pretrained["value"], "finetunings": len(job["finetunings"])})
+    return {"pretraining": pretraining, "model": model, "stage": stage, "groups": groups, "rows": rows}
+
+
+def _shared(error: str, job: dict, pretrain_id: str) -> str:
+    """A failed row's error; where the trial's points share worker groups (resources.points_per_trial), saying so:
+    the group may have failed on another point's unit before it reached this one."""
+    if len(job["points"]) == 1:
+        return error
+    others = [p["pretraining"]["unit_id"] for p in job["points"] if p["pretraining"]["unit_id"] != pretrain_id]
+    return (f"the worker group of trial {job['name']}, which this grid point shares with {', '.join(others)} "
+            f"(resources.points_per_trial), ended before this unit had its result; rerun the command to run it "
+            f"again. The group's error: {error}")  # fmt: skip
 
 
 PUBLISHED_EVAL_BATCH = 100  # images per batch when published weights are scored on the ImageNet validation set
@@ -131,6 +160,7 @@ def _pretraining_stage(job: dict, model: str, settings: dict, context: dict, sto
             "extra_source": subset_spec.extra_source, "num_labels": facts["labels"], "model": job["model"],
             "use_gpu": settings["resources"]["use_gpu"],
             "seed": subset_spec.seed,  # a pretraining's replicates differ in their images and initialisation
+            "unit_id": job["unit_id"],
             "loader_workers": settings["resources"]["loader_workers"]}  # fmt: skip
     return {"loop": loop, "row": row}
 
@@ -142,19 +172,23 @@ def _finetune_row(unit: dict, pretraining: dict, model: str, context: dict) -> d
             "checkpoint": model}  # fmt: skip
 
 
-def _fit_group(index: int, group: list, stage: dict | None = None, *, name, model, rows, pretraining,
-               settings) -> str | None:  # fmt: skip
-    """Fits the worker group of the trial's fine-tuning group ``index`` (which first pretrains, given the ``stage``);
-    the error it ended with, if any."""
-    units = [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe", "stage")} for u in group]
-    loop_config = {
-        "results": settings["results"], "model": model, "pretraining": stage,
-        "rows": {u["unit_id"]: rows[u["unit_id"]] for u in units},
-        "finetuning": {"units": units, "data_sources": {u["task"]: u["data_source"] for u in group},
-                       "use_gpu": settings["resources"]["use_gpu"],
-                       "loader_workers": settings["resources"]["loader_workers"],
-                       "image_size": pretraining["recipe"]["image_size"]},
-    }  # fmt: skip
+def _fit_group(index: int, share: list[dict], *, name: str, settings: dict) -> str | None:
+    """Fits fine-tuning group ``index`` of the trial over its ``share`` of the trial's points (``_point``), one after
+    another: group 0 pretrains each point that has no row first; the error it ended with, if any."""
+
+    def part(point: dict) -> dict:
+        units = [{k: u[k] for k in ("unit_id", "task", "protocol", "seed", "recipe", "stage")}
+                 for u in point["groups"][index]]  # fmt: skip
+        return {
+            "model": point["model"], "pretraining": point["stage"] if index == 0 else None,
+            "rows": {u["unit_id"]: point["rows"][u["unit_id"]] for u in units},
+            "finetuning": {"units": units, "data_sources": {u["task"]: u["data_source"] for u in point["groups"][index]},
+                           "use_gpu": settings["resources"]["use_gpu"],
+                           "loader_workers": settings["resources"]["loader_workers"],
+                           "image_size": point["pretraining"]["recipe"]["image_size"]},
+        }  # fmt: skip
+
+    loop_config = {"results": settings["results"], "points": [part(point) for point in share]}
     try:
         _fit(point_fn_per_worker, loop_config, f"{name}-group{index}", settings)
     except Exception as failure:
@@ -162,32 +196,38 @@ def _fit_group(index: int, group: list, stage: dict | None = None, *, name, mode
     return None
 
 
-def _after_pretraining(first: Future, store: Store, pretrain_id: str, fit, index: int, group: list) -> str | None:
+def _after_pretraining(first: Future, store: Store, pretrain_id: str, fit, index: int, share: list) -> str | None:
     """Fits a further fine-tuning group once the first group's pretraining has its row; nothing if it has none
     when that group ends (the pretraining failed)."""
     while not first.done() and store.finished_row("pretrain", pretrain_id) is None:
         time.sleep(WAIT_FOR_PRETRAINING_S)
-    return fit(index, group) if store.finished_row("pretrain", pretrain_id) is not None else None
+    return fit(index, share) if store.finished_row("pretrain", pretrain_id) is not None else None
 
 
 def point_fn_per_worker(config: dict) -> None:
-    """The loop of every worker of a grid point's group: the pretraining (``config["pretraining"]``, unless its
-    network is published already), then the fine-tunings. Rank 0 publishes the network and writes the rows."""
+    """The loop of every worker of a trial's group: for each of its grid points, the pretraining (``pretraining``,
+    unless its network is published already), then the fine-tunings. Rank 0 publishes the networks and writes the
+    rows."""
     store = Store(config["results"])
     rank, _ = engine.world()
-    if config["pretraining"] is not None:
-        _pretrain_and_publish(config["pretraining"], config["model"], store, rank)
-    if not config["finetuning"]["units"]:
-        return
+    for point in config["points"]:
+        if point["pretraining"] is not None:
+            _pretrain_and_publish(point["pretraining"], point["model"], store, rank)
+        # A restarted group walks its points again from the first: what ended before has its row (written before the
+        # checkpoint that every worker reports after it, so every worker sees it)
+        units = [u for u in point["finetuning"]["units"]
+                 if store.finished_row(point["rows"][u["unit_id"]]["kind"], u["unit_id"]) is None]  # fmt: skip
+        if not units:
+            continue
 
-    def finished(unit_id: str, outcome: dict) -> None:
-        if rank == 0:
-            row = config["rows"][unit_id]
-            store.write({**row, "status": "ok", "metric": f"{row['task']}_{outcome['metric']}",
-                         "value": outcome["value"], "metrics": outcome, "images_per_s": outcome["images_per_s"],
-                         "train_images": outcome["train_images"], "wall_time_s": outcome["wall_time_s"]})  # fmt: skip
+        def finished(unit_id: str, outcome: dict, rows=point["rows"]) -> None:
+            if rank == 0:
+                row = rows[unit_id]
+                store.write({**row, "status": "ok", "metric": f"{row['task']}_{outcome['metric']}",
+                             "value": outcome["value"], "metrics": outcome, "images_per_s": outcome["images_per_s"],
+                             "train_images": outcome["train_images"], "wall_time_s": outcome["wall_time_s"]})  # fmt: skip
 
-    transfer.run({**config["finetuning"], "pretrained": _checkpoint(config["model"])}, finished)
+        transfer.run({**point["finetuning"], "units": units, "pretrained": _checkpoint(point["model"])}, finished)
 
 
 def _pretrain_and_publish(stage: dict, model: str, store: Store, rank: int) -> None:

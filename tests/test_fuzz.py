@@ -169,6 +169,10 @@ ADVERSARIAL = [  # overrides, and what the error says (None: the run plans)
     (["resources.num_workers=0"], "resources.num_workers must be a whole number >= 1"),
     (["resources.loader_workers=-1"], "resources.loader_workers must be a whole number >= 0"),
     (["resources.max_failures=-2"], "resources.max_failures must be a whole number >= -1"),
+    (["resources.points_per_trial=0"], "resources.points_per_trial (or auto) must be a whole number >= 1"),
+    (["resources.points_per_trial=most"], "resources.points_per_trial (or auto) must be a whole number"),
+    (["resources.finetune_groups=2"], "resources.finetune_groups=2 runs a grid point's transfers in parallel worker "
+                                      "groups, and resources.points_per_trial=auto runs several points"),
     (["ray.dashboard_port=70000"], "ray.dashboard_port must be a whole number >= 1 and <= 65535"),
     (["ray.max_concurrent_trials=0"], "ray.max_concurrent_trials must be a whole number >= 1"),
     (["grid.seeds=[-1]"], "each of grid.seeds must be a whole number >= 0"),
@@ -258,7 +262,7 @@ def test_a_label_set_larger_than_its_classes_is_refused_naming_the_point(label_s
 KEYS = [
     *(f"{section}.{key}" for section, keys in RECIPE_RANGES.items() for key in keys),
     *(f"resources.{key}" for key in ("num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_failures",
-                                     "loader_workers", "finetune_groups")),
+                                     "loader_workers", "finetune_groups", "points_per_trial")),
     *(f"ray.{key}" for key in ("address", "dashboard_host", "dashboard_port", "max_concurrent_trials")),
     "run", "dry_run", "report", "published_weights", "model", "model_args.alexnet", "model_args.alexnet.width",
     "model_args.alexnet.variant", "model_args.alexnet.dropout", "grid.budget", "grid.subset_seed", "grid.seeds",

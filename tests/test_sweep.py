@@ -165,7 +165,7 @@ def test_tiny_grid_end_to_end_then_resume(tmp_path):
 @pytest.mark.slow  # two Ray Train worker groups, one after the other: about 1.5 minutes on 2 cores
 def test_further_fine_tuning_groups_start_once_the_first_group_has_pretrained(tmp_path):
     args = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[sun397,voc_action]", "grid.seeds=[0]",
-            "resources.finetune_groups=2", f"storage={tmp_path}", "run=groups"]  # fmt: skip
+            "resources.finetune_groups=2", "resources.points_per_trial=1", f"storage={tmp_path}", "run=groups"]  # fmt: skip
     result = sweep(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     finetunings, (pretrain,) = (

@@ -46,6 +46,7 @@ class PretrainConfig:
     loader_workers: int = 4  # processes that prepare the images, the first time a node reads them
     use_gpu: bool = False
     seed: int = 0
+    unit_id: str = ""  # the pretraining's: a worker group that runs several (resources.points_per_trial) checkpoints each
 
 
 def run(config: dict) -> tuple[nn.Module, list[dict]]:
@@ -78,7 +79,10 @@ def run(config: dict) -> tuple[nn.Module, list[dict]]:
     optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step_epochs, gamma=0.1)
     history, first_epoch = [], 0
-    if restored := engine.restore([MODEL_FILE, STATE_FILE]):
+    restored = engine.restore([MODEL_FILE, STATE_FILE])
+    if restored and restored[STATE_FILE].get("unit_id", cfg.unit_id) != cfg.unit_id:
+        restored = None  # another pretraining's of the same worker group, which ended (checkpoints before ids: one)
+    if restored:
         network.load_state_dict(restored[MODEL_FILE]["model"])
         optimizer.load_state_dict(restored[STATE_FILE]["optimizer"])
         schedule.load_state_dict(restored[STATE_FILE]["schedule"])
@@ -101,7 +105,8 @@ def run(config: dict) -> tuple[nn.Module, list[dict]]:
 
         def save(directory: Path) -> None:
             save_checkpoint(directory / MODEL_FILE, network, {"pretrain": asdict(cfg)})
-            state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history}
+            state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
+                     "unit_id": cfg.unit_id}  # fmt: skip
             torch.save(state, directory / STATE_FILE)
 
         engine.report(metrics, save)
