@@ -55,6 +55,32 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # every epoch once: resumed, not restarted
 
 
+def test_a_killed_worker_of_two_points_sharing_a_trial_resumes_the_second_and_runs_nothing_twice(tmp_path):
+    args = [*TINY, "grid.points=[{label_set:random_250},{label_set:random_500}]", "grid.tasks=[sun397]",
+            "grid.seeds=[0]", "resources.points_per_trial=2", "pretrain.epochs=4", f"storage={tmp_path}",
+            "run=shared"]  # fmt: skip
+    results, train = tmp_path / "shared" / "results", tmp_path / "shared" / "train"
+    run = start(*args)
+    wait_for(lambda: results.is_dir() and len(list(results.glob("*.parquet"))) == 2, "the first point's rows")
+    first_point = {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")}
+    seen = {json.dumps(c, sort_keys=True) for c in registered_checkpoints(train, "points-*")}
+    wait_for(lambda: any("lr" in c["metrics"] and json.dumps(c, sort_keys=True) not in seen
+                         for c in registered_checkpoints(train, "points-*")),
+             "a checkpoint of the second point's pretraining")  # fmt: skip
+    killed = subprocess.run(["pkill", "-9", "-f", "ray::RayTrainWorker"]).returncode
+    output, _ = run.communicate(timeout=900)
+    assert killed == 0, "no training worker was running"
+    assert run.returncode == 0, output[-3000:]
+    found = rows(results)
+    assert len(found) == 4 and all(r["status"] == "ok" for r in found)
+    assert len({r["trial_id"] for r in found}) == 1  # one trial ran both points
+    histories = {r["label_set"]: json.loads(r["metrics"])["history"] for r in found if r["kind"] == "pretrain"}
+    assert all([h["epoch"] for h in history] == [1, 2, 3, 4] for history in histories.values())
+    assert any("resumed_after_epoch" in h for h in histories["random_500"])  # from its own checkpoint
+    assert not any("resumed_after_epoch" in h for h in histories["random_250"])
+    assert {name: (results / name).stat().st_mtime_ns for name in first_point} == first_point  # not run again
+
+
 def test_killed_detection_worker_resumes_from_its_detector_checkpoint(tmp_path):
     args = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[pascal_det]", "grid.seeds=[0]",
             "detect.iterations=200", "detect.checkpoint_interval=10"]  # fmt: skip
