@@ -198,6 +198,8 @@ def _sweep(config, plan, store: Store, settings: dict, run_dir: str) -> list[str
     if config.ray.address:
         ray.init(address=config.ray.address)
     else:  # a Ray of its own: not one that `ray start` left on this machine (ray.init's default), which may be gone
+        # One machine is never drained: Ray Train's watcher of node drains would be one more process per worker group
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         ray.init(address="local", include_dashboard=True, dashboard_host=config.ray.dashboard_host,
                  dashboard_port=config.ray.dashboard_port)  # fmt: skip
     try:
