@@ -62,9 +62,9 @@ def main() -> None:
             env["TRANSFER_DATA_DIR"] = str(Path(tmp) / "data")
         storage = Path(keep or tmp) / "runs"
         command = [sys.executable, "-m", "orchestrator.run", f"grid={grid}", f"storage={storage}", *overrides]
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         run = subprocess.run(command, env=env, capture_output=True, text=True)
-        minutes = (time.perf_counter() - started) / 60
+        minutes, ended_at = (time.perf_counter() - started) / 60, time.time()
         if run.returncode != 0:
             sys.exit(f"the run failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
         # After the run, which it would have spared some generation (it counts the tasks' images)
@@ -72,9 +72,14 @@ def main() -> None:
         results = run.stdout.strip().splitlines()[-1]
         print(plan.stdout.splitlines()[0])
         print(f"{'warm' if warm else 'cold'} start: {minutes:.1f} minutes")
-        busy = busy_seconds(trainer_spans(results))
+        spans = trainer_spans(results)
+        busy = busy_seconds(spans)
         idle = minutes * 60 - busy
         print(f"inside trainers {busy:.0f} s, orchestration overhead {idle:.0f} s ({idle / (minutes * 60):.0%} of the wall time)")
+        first, last = min(start for start, _ in spans), max(end for _, end in spans)
+        print(f"  before the first trainer {first - started_at:.0f} s (imports, data generation, Ray, the trials' and worker "
+              f"groups' start-up), between trainers {idle - (first - started_at) - (ended_at - last):.0f} s, after the "
+              f"last {ended_at - last:.0f} s (the report)")  # fmt: skip
         pretrainings = duckdb.sql(
             f"select label_set, labels, train_images, subset_seed, value from '{results}/*.parquet' "
             f"where kind = 'pretrain' order by label_set, train_images, subset_seed"

@@ -144,8 +144,9 @@ def test_a_lost_node_costs_only_its_unfinished_work_and_a_killed_driver_is_resum
     sampler = threading.Thread(target=live_training_groups, args=(samples, stop), daemon=True)
     try:
         storage = tmp_path / "runs"
+        # One point a trial (not the embedded scale's auto): the node of a point's own trial is lost
         common = [*TINY, "pretrain.epochs=3", *POINTS, f"ray.address={cluster.address}", f"storage={storage}",
-                  "ray.max_concurrent_trials=1"]  # fmt: skip
+                  "ray.max_concurrent_trials=1", "resources.points_per_trial=1"]  # fmt: skip
         lost = [*common, "grid.points=[{label_set:random_250},{label_set:up_down_127}]", "run=lost-node"]
         sampler.start()
         run = start(*lost)
