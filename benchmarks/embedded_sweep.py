@@ -78,7 +78,7 @@ def main() -> None:
         print(f"inside trainers {busy:.0f} s, orchestration overhead {idle:.0f} s ({idle / (minutes * 60):.0%} of the wall time)")
         first, last = min(start for start, _ in spans), max(end for _, end in spans)
         print(f"  before the first trainer {first - started_at:.0f} s (imports, data generation, Ray, the trials' and worker "
-              f"groups' start-up), between trainers {idle - (first - started_at) - (ended_at - last):.0f} s, after the "
+              f"groups' start-up), between trainers {max(0.0, idle - (first - started_at) - (ended_at - last)):.0f} s, after the "
               f"last {ended_at - last:.0f} s (the report)")  # fmt: skip
         pretrainings = duckdb.sql(
             f"select label_set, labels, train_images, subset_seed, value from '{results}/*.parquet' "
