@@ -14,8 +14,8 @@ over the worker groups the cluster holds at once). A trial of stage 2 or 3 runs 
 of one pretraining. At 1, every setting is a Tune trial of its own, which Ray places anywhere on the cluster, several
 to a GPU when ``resources.gpus_per_worker`` is a fraction (the paper's settings train for hours each); more jobs a
 trial pay a worker group's start-up once for many short settings (the embedded scale's). A trial's points and jobs
-are a fixed share of all of them, finished or not, so a rerun gives an interrupted trial the same Train run name: it
-resumes mid-pretraining or mid-setting.
+are a fixed share of all of them, finished or not, so a rerun gives an interrupted trial the same Train run name (with
+``auto``, on a cluster of the same size): it resumes mid-pretraining or mid-setting.
 
 A trial is ``{"name": ..., "points": [{"pretraining": ..., "finetunings": [job, ...]}, ...]}``.
 """
