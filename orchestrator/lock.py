@@ -26,6 +26,7 @@ from orchestrator.store import filesystem_of, join, write_whole
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
 SETTLE_S = 2.0
+TORN_READS, TORN_READ_PAUSE_S = 5, 0.1  # reads of an unreadable claim before it counts as none
 
 
 class RunHeld(RuntimeError):
@@ -59,13 +60,17 @@ class DriverLock:
         self._heartbeat = threading.Thread(target=self._beat, name="driver-heartbeat", daemon=True)
 
     def holder(self) -> dict | None:
-        try:
-            with self.filesystem.open_input_stream(self.path) as stream:
-                return json.loads(stream.read())
-        except FileNotFoundError:
-            return None
-        except ValueError:  # not JSON: a claim cut short by a full disk, which no live driver leaves for long
-            return None
+        for attempt in range(TORN_READS):
+            try:
+                with self.filesystem.open_input_stream(self.path) as stream:
+                    return json.loads(stream.read())
+            except FileNotFoundError:
+                return None
+            except ValueError:
+                # Not JSON: read while a heartbeat replaced it (an S3-compatible store may serve part of an object
+                # being copied over), or a claim cut short by a full disk, which no live driver leaves for long
+                time.sleep(TORN_READ_PAUSE_S)
+        return None
 
     def acquire(self) -> dict | None:
         """Takes the run, or raises ``RunHeld`` naming the live holder and what to do. Returns the claim of a dead

@@ -9,7 +9,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
+import pyarrow as pa
 import pytest
 
 from orchestrator import lock
@@ -33,9 +35,7 @@ def run_dir(request, tmp_path):
 
 
 def claim_of(run_dir: str) -> dict:
-    filesystem, path = filesystem_of(run_dir)
-    with filesystem.open_input_stream(f"{path}/driver.json") as stream:
-        return json.loads(stream.read())
+    return DriverLock(run_dir, "r").holder()  # as a driver reads it: again when read mid-rewrite
 
 
 def plant_claim(run_dir: str, **fields) -> None:
@@ -61,6 +61,22 @@ def test_a_live_driver_keeps_the_run_and_a_second_is_told_who_holds_it(run_dir):
         assert claim_of(run_dir)["token"] == first.claim["token"]
     filesystem, path = filesystem_of(run_dir)
     assert filesystem.get_file_info(f"{path}/driver.json").type.name == "NotFound"  # given back
+
+
+def test_a_live_claim_read_while_it_is_rewritten_is_read_again_not_taken(run_dir, monkeypatch):
+    with DriverLock(run_dir, "r") as first:
+        second = DriverLock(run_dir, "r")
+        opened = second.filesystem.open_input_stream
+        reads = []
+
+        def open_input_stream(path):  # the first read is torn, as while a heartbeat's copy replaces the claim
+            reads.append(path)
+            return pa.BufferReader(b'{"token": "') if len(reads) == 1 else opened(path)
+
+        monkeypatch.setattr(second, "filesystem", SimpleNamespace(open_input_stream=open_input_stream))
+        with pytest.raises(RunHeld, match=f"pid {first.claim['pid']}"):
+            second.acquire()
+        assert len(reads) == 2 and claim_of(run_dir)["token"] == first.claim["token"] and not first.lost
 
 
 def test_a_driver_on_another_host_is_live_until_its_heartbeat_is_stale(run_dir):
