@@ -60,7 +60,7 @@ class DriverLock:
         self._heartbeat = threading.Thread(target=self._beat, name="driver-heartbeat", daemon=True)
 
     def holder(self) -> dict | None:
-        for attempt in range(TORN_READS):
+        for _ in range(TORN_READS):
             try:
                 with self.filesystem.open_input_stream(self.path) as stream:
                     return json.loads(stream.read())

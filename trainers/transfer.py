@@ -60,9 +60,6 @@ def run(config: dict, finished: Callable[[str, dict], None]) -> None:
             with checkpoint.as_directory() as directory:
                 if (Path(directory) / PROGRESS_FILE).is_file():  # else the pretraining's: no unit checkpointed yet
                     progress = torch.load(Path(directory) / PROGRESS_FILE, map_location="cpu", weights_only=True)
-                    # a group that runs several grid points (resources.points_per_trial): maybe another point's list
-                    mine = {unit["unit_id"] for unit in config["units"]}
-                    progress["results"] = {k: v for k, v in progress["results"].items() if k in mine}
                     if (Path(directory) / UNIT_FILE).exists():
                         shutil.copyfile(Path(directory) / UNIT_FILE, scratch / UNIT_FILE)
         pretrained_file = Path(pretrained_dir) / "model.pt"
