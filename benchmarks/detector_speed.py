@@ -3,7 +3,7 @@ when there is one.
 
     .venv/bin/python benchmarks/detector_speed.py                     # the paper's detector: width 1, 600 px
     .venv/bin/python benchmarks/detector_speed.py --variant small --width 0.25 --image-scale 84 --batch-size 4 \
-        --workers 0                                                    # the embedded scale's detector
+        --rois-per-image 32 --test-proposals 50 --workers 0           # the embedded scale's detector
 
 Each device runs in its own process (the CPU one with CUDA hidden, since mmengine trains on the GPU whenever
 it sees one) on a freshly initialised AlexNet, the synthetic VOC and a temporary work_dir. The figure is
@@ -40,6 +40,8 @@ def measure(args) -> dict:
             batch_size=args.batch_size,
             image_scale=args.image_scale,
             checkpoint_interval=args.iterations,
+            rois_per_image=args.rois_per_image,
+            test_proposals=args.test_proposals,
             workers=args.workers,
         )
         return {"images_per_second": result["images_per_second"], "seconds": time.perf_counter() - start}
@@ -52,6 +54,8 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--image-scale", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--rois-per-image", type=int, default=128)
+    parser.add_argument("--test-proposals", type=int, default=300)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], help="measure on this device only (internal)")
@@ -63,7 +67,8 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(
         f"AlexNet {args.variant} variant, width {args.width}; synthetic VOC {args.scale}; "
-        f"shorter side {args.image_scale} px; batch {args.batch_size}; {args.iterations} iterations; "
+        f"shorter side {args.image_scale} px; batch {args.batch_size}; {args.rois_per_image} RoIs per image; "
+        f"{args.test_proposals} test proposals; {args.iterations} iterations; "
         f"{args.workers} loader workers; "
         f"{os.cpu_count()} cores; torch {torch.__version__}"
     )

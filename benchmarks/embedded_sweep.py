@@ -54,6 +54,8 @@ def main() -> None:
         at = arguments.index("--keep")
         keep = Path(arguments[at + 1]).resolve()
         del arguments[at : at + 2]
+        if (keep / "runs").exists():  # the run would resume there, and the figures time a resume
+            sys.exit(f"--keep {keep}: it holds a run already (runs/); name an empty folder")
     grid = next((a.split("=", 1)[1] for a in arguments if a.startswith("grid=")), "classes_vs_examples")
     overrides = [a for a in arguments if not a.startswith("grid=")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -131,7 +131,8 @@ RECIPE_RANGES = {  # every key of each recipe section of conf/config.yaml
                   "checkpoint_steps": STEPS, "crop_pct": CROP_PCT}
        for protocol in ("finetune_search", "scratch_search")},
     "detect": {"iterations": Range(1, 10_000_000), "batch_size": Range(1, 1024), "lr": LEARNING_RATE,
-               "image_scale": Range(32, 2048), "checkpoint_interval": Range(1, 10_000_000)},
+               "image_scale": Range(32, 2048), "checkpoint_interval": Range(1, 10_000_000),
+               "rois_per_image": Range(1, 4096), "test_proposals": Range(1, 100_000)},
 }  # fmt: skip
 RESOURCE_RANGES = {
     "num_workers": Range(1, 10_000),

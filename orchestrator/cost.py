@@ -100,7 +100,8 @@ def estimate(plan, config: DictConfig, finished: set[str]) -> str:
             if unit.unit_id in finished or unit.protocol in FEATURE_PROTOCOLS:
                 continue
             if unit.protocol == "detect":
-                fields = {"args": network["args"], "image_scale": unit.recipe["image_scale"]}
+                fields = {"args": network["args"], "image_scale": unit.recipe["image_scale"],
+                          "rois_per_image": unit.recipe["rois_per_image"]}
                 add("detection", what, unit.recipe["iterations"] * unit.recipe["batch_size"],
                     _rate(table.get("detect", []), fields))  # fmt: skip
             elif unit.protocol in SEARCH_PROTOCOLS:  # every setting, then the refit: steps of a batch each

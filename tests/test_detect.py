@@ -17,7 +17,7 @@ from mmdet.registry import DATASETS, MODELS
 from mmengine.dist import get_dist_info
 from mmengine.evaluator import Evaluator
 from mmengine.registry import init_default_scope
-from mmengine.runner import CheckpointLoader
+from mmengine.runner import CheckpointLoader, Runner
 from omegaconf import OmegaConf
 
 from formats import DataFormatError
@@ -78,6 +78,37 @@ def test_small_variant_detects_at_stride_4(tmp_path, tiny_voc):
     detections = inference_detector(detector, str(image)).pred_instances
     assert detections.bboxes.shape[1] == 4 and len(detections.scores) == len(detections.labels)
     assert detector.extract_feat(torch.zeros(1, 3, 64, 64))[0].shape[-1] == 15
+
+
+def test_the_recipe_sets_the_box_heads_rois_the_test_proposals_and_the_test_batch(tmp_path, tiny_voc):
+    checkpoint = fresh_alexnet(tmp_path / "alexnet.pt", variant="small", width=0.125)
+    init_default_scope("mmdet")
+    cfg = detector_config(checkpoint, tiny_voc, tmp_path, iterations=10, lr=0.01, seed=0, checkpoint_interval=5,
+                          rois_per_image=16, test_proposals=20, **FAST)  # fmt: skip
+    assert cfg.model.train_cfg.rcnn.sampler.num == 16 and cfg.model.test_cfg.rpn.max_per_img == 20
+    assert cfg.test_dataloader.batch_size == cfg.train_dataloader.batch_size == FAST["batch_size"]
+    assert "    " not in cfg.pretty_text.split("model = ", 1)[1].split("\n", 1)[0]  # left unformatted: yapf is slow
+
+
+def test_test_images_in_a_batch_get_the_detections_they_get_alone(tmp_path, tiny_voc):
+    """Test images go through the detector in batches of the training batch size; each image's detections must not
+    depend on its batch (the synthetic images share a size, so nothing is padded)."""
+    checkpoint = fresh_alexnet(tmp_path / "alexnet.pt", variant="small", width=0.125)
+    cfg = config_for(checkpoint, tiny_voc, tmp_path)
+    cfg.model.test_cfg.rcnn.score_thr = 0.0  # an untrained head scores every class near 1/21: keep them all
+    detector = MODELS.build(cfg.model)
+    detector.init_weights()
+    detector.eval()
+    batch = next(iter(Runner.build_dataloader(cfg.test_dataloader)))
+    assert len(batch["inputs"]) == FAST["batch_size"]
+    with torch.no_grad():
+        together = detector.test_step(batch)
+        alone = [detector.test_step({"inputs": [image], "data_samples": [sample]})[0]
+                 for image, sample in zip(batch["inputs"], batch["data_samples"])]  # fmt: skip
+    for in_batch, by_itself in zip(together, alone):
+        assert in_batch.img_id == by_itself.img_id and len(in_batch.pred_instances) == len(by_itself.pred_instances) > 0
+        top = lambda result: result.pred_instances.scores.sort(descending=True).values[:20]  # noqa: E731
+        torch.testing.assert_close(top(in_batch), top(by_itself), rtol=0, atol=1e-4)
 
 
 def test_mmdet_reads_the_voc_layout_as_the_project_reader(tmp_path, tiny_voc):

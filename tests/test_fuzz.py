@@ -165,6 +165,8 @@ ADVERSARIAL = [  # overrides, and what the error says (None: the run plans)
     (["detect.image_scale=1"], "detect.image_scale must be a whole number >= 32"),
     ([f"detect.iterations={HUGE}"], "detect.iterations must be a whole number >= 1"),
     (["detect.checkpoint_interval=0"], "detect.checkpoint_interval must be a whole number >= 1"),
+    (["detect.rois_per_image=0"], "detect.rois_per_image must be a whole number >= 1"),
+    (["detect.test_proposals=2.5"], "detect.test_proposals must be a whole number >= 1"),
     (["probe.iterations=-5"], "probe.iterations must be a whole number >= 1"),
     (["resources.num_workers=0"], "resources.num_workers must be a whole number >= 1"),
     (["resources.loader_workers=-1"], "resources.loader_workers must be a whole number >= 0"),

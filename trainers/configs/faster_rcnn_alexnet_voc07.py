@@ -88,14 +88,16 @@ model = dict(
                 match_low_quality=False,
                 ignore_iof_thr=-1,
             ),
-            # 128 RoIs per image, a quarter of them objects, as in Fast and Faster R-CNN (mmdet's default is 512).
+            # 128 RoIs per image, a quarter of them objects, as in Fast and Faster R-CNN (mmdet's default is 512);
+            # detector_config sets the recipe's rois_per_image.
             sampler=dict(type="RandomSampler", num=128, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True),
             pos_weight=-1,
             debug=False,
         ),
     ),
     test_cfg=dict(
-        # 300 proposals per test image, as the Faster R-CNN paper tested (mmdet: 1000).
+        # 300 proposals per test image, as the Faster R-CNN paper tested (mmdet: 1000); detector_config sets the
+        # recipe's test_proposals.
         rpn=dict(nms_pre=1000, max_per_img=300, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
         rcnn=dict(score_thr=0.05, nms=dict(type="nms", iou_threshold=0.5), max_per_img=100),
     ),
@@ -135,7 +137,7 @@ train_dataloader = dict(
     ),
 )
 test_dataloader = dict(
-    batch_size=1,
+    batch_size=1,  # detector_config sets the training batch size
     num_workers=2,
     persistent_workers=True,
     drop_last=False,
