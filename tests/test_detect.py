@@ -276,12 +276,12 @@ def test_resumes_from_a_checkpoint_saved_elsewhere_and_reports_each_checkpoint(t
     assert (resumed["resumed_from"], resumed["iterations"]) == (3, 6)
 
 
-@pytest.mark.slow  # the embedded recipe's 600 iterations and the default synthetic VOC: about 4 minutes on 2 cores
+@pytest.mark.slow  # the embedded recipe's 300 iterations and the default synthetic VOC: about 2 minutes on 2 cores
 def test_training_on_the_synthetic_voc_beats_an_untrained_detector(tmp_path):
     """The embedded scale's detection recipe, from a randomly initialised small trunk (the embedded pretraining's
     network): its training alone must take the detector from chance to finding objects."""
     recipe = OmegaConf.load(ROOT / "orchestrator" / "conf" / "scale" / "embedded.yaml").detect
-    settings = {key: recipe[key] for key in ("batch_size", "lr", "image_scale")}
+    settings = {key: recipe[key] for key in ("batch_size", "lr", "image_scale", "rois_per_image", "test_proposals")}
     checkpoint = fresh_alexnet(tmp_path / "alexnet.pt", variant="small", width=0.25, dropout=0.0)
     voc_root = voc.ensure("default")
     untrained = finetune_detection(
