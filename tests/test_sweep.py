@@ -42,7 +42,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
         assert label_set in out
     assert "estimate: 96,000 pretraining image passes; 16 classifier fine-tunings of 4 epochs;" in out
     assert main(["dry_run=true", f"storage={tmp_path}", "grid.tasks=[sun397,pascal_det]", "grid.seeds=[0]"]) == 0
-    assert "4 classifier fine-tunings of 4 epochs, 4 detector fine-tunings of 600 iterations" in capsys.readouterr().out
+    assert "4 classifier fine-tunings of 4 epochs, 4 detector fine-tunings of 300 iterations" in capsys.readouterr().out
     assert not list((tmp_path / "classes_vs_examples" / "results").iterdir())
 
 
@@ -75,7 +75,7 @@ def test_a_point_sets_its_model_and_recipe():
     assert resnet.model == {"name": "resnet18", "args": {}} and resnet.recipe["epochs"] == 2
     assert alexnet.recipe["epochs"] == 8 and alexnet.subset == resnet.subset
     lrs = {(f.pretrain_id, f.task): f.recipe["lr"] for f in plan.finetunings}
-    assert lrs[alexnet.unit_id, "sun397"] == 0.01 and lrs[resnet.unit_id, "sun397"] == 0.1
+    assert lrs[alexnet.unit_id, "sun397"] == 0.005 and lrs[resnet.unit_id, "sun397"] == 0.1
 
 
 @pytest.mark.parametrize(
