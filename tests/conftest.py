@@ -1,3 +1,10 @@
+"""Fixtures shared by the tests.
+
+The suite runs in as many pytest-xdist processes as the machine has cores (pyproject.toml's addopts). A test that
+starts a local Ray is in the xdist group ``local_ray`` (its module's ``pytestmark``): those run one at a time in one
+process, since two local Rays on one machine would claim the same dashboard port and share its CPUs. They are the
+longest tests, so they go first: the other process runs the rest meanwhile."""
+
 import os
 import socket
 import threading
@@ -9,6 +16,15 @@ import pytest
 from PIL import Image
 
 from synthetic import imagenet, imagenet_extra, sun397, voc
+
+LOCAL_RAY = "local_ray"
+
+
+def pytest_collection_modifyitems(items):
+    def starts_ray(item) -> bool:
+        return any(mark.args == (LOCAL_RAY,) for mark in item.iter_markers("xdist_group"))
+
+    items.sort(key=lambda item: not starts_ray(item))  # stable: the files' order otherwise
 
 
 @pytest.fixture(scope="session")

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import LOCAL_RAY
 from test_deploy import cluster_config
 from test_sweep import TINY, rows, sweep
 from test_sweep_faults import registered_checkpoints, start, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LOCAL_RAY)]
 RAY = str(Path(sys.executable).with_name("ray"))
 POINTS = ["grid.tasks=[sun397]", "grid.seeds=[0]", "report=false"]
 

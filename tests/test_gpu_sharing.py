@@ -4,12 +4,15 @@ declared to a real local Ray for placement only: nothing runs on it."""
 
 import pytest
 import ray
+from conftest import LOCAL_RAY
 from omegaconf import OmegaConf
 from ray.util.placement_group import placement_group, remove_placement_group
 
 from orchestrator.config import load
 from orchestrator.run import _trials_that_fit
 from orchestrator.trial import _scaling
+
+pytestmark = pytest.mark.xdist_group(LOCAL_RAY)
 
 
 @pytest.mark.timeout(120)

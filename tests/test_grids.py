@@ -6,13 +6,14 @@ starts several Ray Train worker groups (`pytest -m slow`)."""
 import json
 
 import pytest
+from conftest import LOCAL_RAY
 from test_sweep import TINY, rows, sweep
 
 from orchestrator.config import available, experiments, grid_points, grid_tasks, load
 from orchestrator.cost import SEARCH_PROTOCOLS, search_settings
 from orchestrator.plan import make_plan
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LOCAL_RAY)]
 
 
 def tiny_points(grid: str) -> str:

@@ -6,6 +6,7 @@ four networks are pretrained and each transferred six ways."""
 import json
 
 import pytest
+from conftest import LOCAL_RAY
 from test_sweep import TINY, rows, sweep
 
 from orchestrator.config import load
@@ -13,7 +14,7 @@ from orchestrator.cost import search_settings
 from orchestrator.plan import make_plan
 from trainers.fixed_features import penalties
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LOCAL_RAY)]
 TASKS = ["pets", "voc07_cls"]
 
 

@@ -15,10 +15,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import ray
+from conftest import LOCAL_RAY
 from test_sweep import TINY, sweep
 
 from orchestrator.run import main
 from orchestrator.store import filesystem_of, join
+
+pytestmark = pytest.mark.xdist_group(LOCAL_RAY)
 
 ONE_POINT = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[sun397]", "grid.seeds=[0]"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import LOCAL_RAY
 
 from formats.voc import VOC_CLASSES
 from orchestrator.config import available, load
@@ -17,6 +18,8 @@ from orchestrator.plan import make_plan
 from orchestrator.run import main
 from orchestrator.store import SCHEMA
 from tasks import datasets
+
+pytestmark = pytest.mark.xdist_group(LOCAL_RAY)
 
 TINY = [*(f"data.{name}=embedded:tiny" for name in datasets()), "pretrain.epochs=1", "finetune.epochs=1",
         "grid.budget=300", "detect.iterations=4", "detect.checkpoint_interval=2", "detect.image_scale=96",

@@ -9,10 +9,11 @@ import sys
 import time
 
 import pytest
+from conftest import LOCAL_RAY
 from ray.cluster_utils import Cluster
 from test_sweep import TINY, rows, sweep
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LOCAL_RAY)]
 
 ONE_POINT = [*TINY, "grid.points=[{label_set:random_250}]", "grid.tasks=[sun397]", "grid.seeds=[0]"]
 
