@@ -8,13 +8,16 @@ ends, and the pretrained network goes to ``<run>/pretrained/<unit id>/model.pt``
 rotation, where every later fine-tuning of it reads it. Train run names come from the units' hashes, so a rerun after an
 interruption resumes a worker group from its last checkpoint, mid-pretraining or mid-fine-tuning. A unit that ends
 without a row (its worker group failed for good) gets a failed row that says why.
+
+The workers' loop is orchestrator.worker. Tune hears from a trial once, when it ends; each trainer's progress is on Ray
+Train's page of the dashboard and in its log. (Ray's TuneReportCallback would pass every report on to Tune through a
+queue actor per trial, which the trial polls five times a second: CPU that a 2-core machine's trainers want.)
 """
 
 import functools
 import json
 import socket
 import sys
-import tempfile
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,18 +26,14 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import ray
 import torch
-import torch.distributed as dist
 from ray import tune
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.tune.integration.ray_train import TuneReportCallback
 
 import synthetic
-from models import save_checkpoint
 from orchestrator.store import Store, filesystem_of, join, write_whole
 from subsets.manifest import SubsetSpec, build
 from tasks import TASKS
-from trainers import engine, pretrain, transfer
 
 ERROR_LIMIT = 4000  # characters of a traceback kept in a failed row
 RUN_STATE_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's list of a run's checkpoints
@@ -205,58 +204,12 @@ def _after_pretraining(first: Future, store: Store, pretrain_id: str, fit, index
 
 
 def point_fn_per_worker(config: dict) -> None:
-    """The loop of every worker of a trial's group: for each of its grid points, the pretraining (``pretraining``,
-    unless its network is published already), then the fine-tunings. Rank 0 publishes the networks and writes the
-    rows."""
-    store = Store(config["results"])
-    rank, _ = engine.world()
-    for point in config["points"]:
-        if point["pretraining"] is not None:
-            _pretrain_and_publish(point["pretraining"], point["model"], store, rank)
-        # A restarted group walks its points again from the first: what ended before has its row (written before the
-        # checkpoint that every worker reports after it, so every worker sees it)
-        units = [u for u in point["finetuning"]["units"]
-                 if store.finished_row(point["rows"][u["unit_id"]]["kind"], u["unit_id"]) is None]  # fmt: skip
-        if not units:
-            continue
+    """The loop of every worker of a trial's group (orchestrator.worker.run_points), imported in the worker: the
+    trial's own process only drives trainers, and the training stack (timm, torchvision, the trainers) would cost it
+    seconds of start-up."""
+    from orchestrator.worker import run_points
 
-        def finished(unit_id: str, outcome: dict, rows=point["rows"]) -> None:
-            if rank == 0:
-                row = rows[unit_id]
-                store.write({**row, "status": "ok", "metric": f"{row['task']}_{outcome['metric']}",
-                             "value": outcome["value"], "metrics": outcome, "images_per_s": outcome["images_per_s"],
-                             "train_images": outcome["train_images"], "wall_time_s": outcome["wall_time_s"]})  # fmt: skip
-
-        transfer.run({**point["finetuning"], "units": units, "pretrained": _checkpoint(point["model"])}, finished)
-
-
-def _pretrain_and_publish(stage: dict, model: str, store: Store, rank: int) -> None:
-    started = time.perf_counter()
-    filesystem, folder = filesystem_of(model)
-    published = join(folder, pretrain.MODEL_FILE)
-    if filesystem.get_file_info(published).type == pafs.FileType.File:  # a restarted group: the row may be missing
-        with _checkpoint(model).as_directory() as directory:
-            state = torch.load(Path(directory) / pretrain.MODEL_FILE, map_location="cpu", weights_only=True)
-        history = state["history"]
-    else:
-        network, history = (pretrain.published if "published" in stage["loop"] else pretrain.run)(stage["loop"])
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as scratch:
-                local = Path(scratch) / pretrain.MODEL_FILE
-                save_checkpoint(local, network, {"pretrain": stage["loop"], "history": history})
-                filesystem.create_dir(folder, recursive=True)
-                write_whole(filesystem, published, local.read_bytes())
-        if dist.is_initialized():  # the other ranks read the network once rank 0 has published it
-            dist.barrier()
-    if rank == 0 and store.finished_row("pretrain", stage["row"]["unit_id"]) is None:
-        final = history[-1]
-        rates = [h["images_per_s"] for h in history if h["images_per_s"] is not None]  # none: published, not measured
-        metrics = {"final": final, "history": history}
-        if "imagenet_top1_source" in final:  # published weights: where their top-1 comes from
-            metrics["imagenet_top1_source"] = final["imagenet_top1_source"]
-        store.write({**stage["row"], "status": "ok", "value": final["val_top1"], "metrics": metrics,
-                     "images_per_s": sum(rates) / len(rates) if rates else None,
-                     "wall_time_s": time.perf_counter() - started})  # fmt: skip
+    run_points(config)
 
 
 def _scaling(settings: dict) -> ScalingConfig:
@@ -277,7 +230,6 @@ def _run_config(name: str, settings: dict) -> RunConfig:
         # The latest checkpoint holds all a run needs (a pretraining's model, a fine-tuning group's results); the
         # one before it stays as a spare. Keeping every epoch's (or every detector interval's) would fill disks.
         checkpoint_config=CheckpointConfig(num_to_keep=2),
-        callbacks=[TuneReportCallback()],
     )
 
 
@@ -349,8 +301,3 @@ def _publish_manifest(local: Path, settings: dict, subset_hash: str) -> str:
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
     write_whole(filesystem, path, local.read_bytes())
     return target
-
-
-def _checkpoint(uri: str) -> Checkpoint:
-    filesystem, path = filesystem_of(uri)
-    return Checkpoint(path, filesystem=filesystem)

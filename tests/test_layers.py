@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top; packages on one level are independent of each other.
 LAYERS = [("formats",), ("synthetic",), ("subsets",), ("tasks", "models"), ("trainers",), ("orchestrator",)]
 LEVEL = {package: level for level, packages in enumerate(LAYERS) for package in packages}
-TRAINING_CODE = ("mmdet", "mmcv", "mmengine", "ray.train", "ray.tune", "trainers", "orchestrator.trial")
+TRAINING_CODE = ("mmdet", "mmcv", "mmengine", "ray.train", "ray.tune", "trainers", "orchestrator.trial",
+                 "orchestrator.worker")
 
 
 def project_imports(path: Path) -> set[str]:

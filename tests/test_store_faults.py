@@ -136,7 +136,7 @@ def test_a_pretraining_published_before_its_row_was_written_gets_its_row_without
     """A worker group that died between publishing the network and writing its row: the restarted group writes the
     row from the history stored with the network, and does not pretrain again (its loop config here could not)."""
     from models import create_model, save_checkpoint
-    from orchestrator.trial import _pretrain_and_publish
+    from orchestrator.worker import _pretrain_and_publish
 
     history = [{"epoch": 1, "images_per_s": 80.0}, {"epoch": 2, "images_per_s": 120.0, "val_top1": 0.25}]
     published = tmp_path / "pretrained" / "p1"
