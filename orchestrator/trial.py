@@ -9,9 +9,7 @@ rotation, where every later fine-tuning of it reads it. Train run names come fro
 interruption resumes a worker group from its last checkpoint, mid-pretraining or mid-fine-tuning. A unit that ends
 without a row (its worker group failed for good) gets a failed row that says why.
 
-The workers' loop is orchestrator.worker. Tune hears from a trial once, when it ends; each trainer's progress is on Ray
-Train's page of the dashboard and in its log. (Ray's TuneReportCallback would pass every report on to Tune through a
-queue actor per trial, which the trial polls five times a second: CPU that a 2-core machine's trainers want.)
+The workers' loop is orchestrator.worker.
 """
 
 import functools
@@ -29,6 +27,7 @@ import torch
 from ray import tune
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
 
 import synthetic
 from orchestrator.store import Store, filesystem_of, join, write_whole
@@ -230,6 +229,9 @@ def _run_config(name: str, settings: dict) -> RunConfig:
         # The latest checkpoint holds all a run needs (a pretraining's model, a fine-tuning group's results); the
         # one before it stays as a spare. Keeping every epoch's (or every detector interval's) would fill disks.
         checkpoint_config=CheckpointConfig(num_to_keep=2),
+        # Every report reaches Tune, so a stopped sweep (Ctrl-C) stops the trial at its trainer's next report rather
+        # than when the trial's last trainer ends.
+        callbacks=[TuneReportCallback()],
     )
 
 
