@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import LOCAL_RAY
 from test_sweep import TINY, rows
 
 from orchestrator.run import main
@@ -166,6 +167,7 @@ exec "$@"
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(LOCAL_RAY)
 def test_the_slurm_script_starts_ray_on_every_node_runs_the_grid_and_stops_ray(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
