@@ -82,10 +82,10 @@ def background(
 ) -> np.ndarray:
     """A colour with a random gradient and blotches; below a random horizon when given a second
     colour."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = _grid(0, height, 0, width)
     direction = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(direction) * x / width + np.sin(direction) * y / height)[..., None]
-    canvas = np.broadcast_to(color, (height, width, 3)) * (0.85 + 0.3 * ramp)
+    canvas = color * (0.85 + 0.3 * ramp)
     if horizon_color is not None:
         horizon = rng.uniform(0.35, 0.65) * height
         canvas = np.where((y > horizon)[..., None], horizon_color * (0.8 + 0.3 * ramp), canvas)
@@ -142,19 +142,23 @@ def draw_object(
     mask = np.zeros((height, width), dtype=bool)
     if x0 >= x1 or y0 >= y1:
         return mask
-    y, x = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    y, x = _grid(y0, y1, x0, x1)
     dx, dy = x + 0.5 - cx, y + 0.5 - cy
     cos, sin = np.cos(rotation), np.sin(rotation)
     u = (cos * dx + sin * dy) / hw
     v = (-sin * dx + cos * dy) / hh
     inside = _shape_mask(look.shape, u, v)
     tint = rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    texture = _texture(look, u, v)[..., None]
-    paint = (texture * look.color + (1 - texture) * look.secondary) * tint
-    window = canvas[y0:y1, x0:x1]
-    window[inside] = paint[inside]
+    # Texture is 0 or 1: each painted pixel is the tinted colour or the tinted secondary colour
+    texture = _texture(look, u[inside], v[inside])[:, None]
+    canvas[y0:y1, x0:x1][inside] = np.where(texture > 0, look.color * tint, look.secondary * tint)
     mask[y0:y1, x0:x1] = inside
     return mask
+
+
+def _grid(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel rows (a column) and columns (a row) of a window, which broadcast to its grid."""
+    return np.arange(y0, y1, dtype=np.float32)[:, None], np.arange(x0, x1, dtype=np.float32)[None, :]
 
 
 def to_uint8(canvas: np.ndarray, rng: np.random.Generator, noise: float = 0.03) -> np.ndarray:
