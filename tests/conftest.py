@@ -10,6 +10,7 @@ import socket
 import threading
 import uuid
 
+import _pytest.nodes
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
@@ -18,6 +19,18 @@ from PIL import Image
 from synthetic import imagenet, imagenet_extra, sun397, voc
 
 LOCAL_RAY = "local_ray"
+
+
+def pytest_configure(config):
+    # pytest-xdist 3.8 groups tests by writing the group into the test's legacy _nodeid, which pytest 9.2 no longer
+    # reads (pytest-xdist#1386): the groups are then silently ignored, and two local Rays would run at once
+    if config.getoption("numprocesses", None) and config.getoption("dist", "no") == "loadgroup":
+        if "_nodeid" not in getattr(_pytest.nodes.Node, "__slots__", ("_nodeid",)):
+            raise pytest.UsageError(
+                f"pytest {pytest.__version__} ignores pytest-xdist's test groups (pytest-xdist#1386), which keep the "
+                "tests that start a local Ray one at a time. Install the versions pyproject.toml pins (./setup.sh), or "
+                "run the suite in one process: -n 0"
+            )
 
 
 def pytest_collection_modifyitems(items):

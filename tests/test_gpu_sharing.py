@@ -23,7 +23,8 @@ def test_a_quarter_of_a_gpu_per_worker_puts_four_trials_on_each_gpu():
     assert _trials_that_fit(config, {"CPU": 3.0, "GPU": 2.0}) == 3  # the CPUs hold fewer
     bundle = _scaling({"resources": OmegaConf.to_container(config.resources)}).resources_per_worker
     assert bundle == {"CPU": 1, "GPU": 0.25}
-    ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, logging_level="ERROR")
+    # a Ray of its own: not one that a stopped `ray start` (a killed test) left recorded on this machine
+    ray.init(address="local", num_cpus=8, num_gpus=1, include_dashboard=False, logging_level="ERROR")
     try:
         groups = [placement_group([bundle]) for _ in range(4)]
         ray.get([group.ready() for group in groups], timeout=60)
